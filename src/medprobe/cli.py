@@ -1,0 +1,150 @@
+"""The ``medprobe`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.exceptions import Abort, Exit, TyperException
+
+from medprobe._version import __version__
+from medprobe.errors import MedprobeError
+from medprobe.progress import console
+
+app = typer.Typer(
+    name="medprobe",
+    help="What do the image features of medical and general VLMs capture on lesion data?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """medprobe: probe the image features of medical and general vision-language models."""
+
+
+def writable_dir(path: Path, option: str = "--out") -> Path:
+    """Create ``path`` if needed and prove it is writable, or explain in one sentence why not."""
+    if path.exists() and not path.is_dir():
+        raise MedprobeError(f"{option} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".medprobe-write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise MedprobeError(f"cannot write to {option} {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def positive(value: int, option: str) -> int:
+    if value <= 0:
+        raise MedprobeError(f"{option} must be a positive number, got {value}")
+    return value
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option(help="Folder for results.csv, results.parquet, report.html.")
+    ],
+    quick: Annotated[bool, typer.Option(help="Fewer, smaller images (about 30 seconds).")] = False,
+    n: Annotated[
+        int | None, typer.Option(help="Images per dataset (default 150, quick 60).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the analyses (bootstrap, probes).")] = 0,
+) -> None:
+    """Run the pipeline end to end on the built-in synthetic testbed (offline)."""
+    from medprobe.demo import run_demo
+
+    images = positive(n if n is not None else (60 if quick else 150), "--n")
+    writable_dir(out)
+    outcome, files = run_demo(out, n=images, size=96 if quick else 128, seed=seed)
+    lp = outcome.results.query("analysis == 'linear_probe' and metric == 'balanced_accuracy'")
+    table = lp.pivot(index="encoder", columns="dataset", values="value").round(3)
+    console.print("linear-probe balanced accuracy (test split):")
+    console.print(table.to_string())
+    for name, path in files.items():
+        console.print(f"wrote {name}: {path}")
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write <class>/<id>.png and manifest.csv.")],
+    n: Annotated[int, typer.Option(help="Number of images.")] = 200,
+    kind: Annotated[str, typer.Option(help="dermoscopy or ultrasound.")] = "dermoscopy",
+    difficulty: Annotated[str, typer.Option(help="easy, medium, hard or none.")] = "easy",
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
+    text: Annotated[
+        str, typer.Option(help="Burned-in text: none, independent, label or correlated.")
+    ] = "none",
+    seed: Annotated[int, typer.Option(help="Seed; (seed, index) determines each image.")] = 0,
+) -> None:
+    """Write the synthetic lesion testbed as an image folder with a manifest."""
+    from medprobe.datasets.synthetic import DIFFICULTY, TextNuisance, synthetic, write_image_folder
+    from medprobe.progress import progress_bar
+
+    positive(n, "--n")
+    choices = {
+        "--kind": (kind, ("dermoscopy", "ultrasound")),
+        "--difficulty": (difficulty, DIFFICULTY),
+        "--text": (text, ("none", "independent", "label", "correlated")),
+    }
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise MedprobeError(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
+    writable_dir(out)
+    dataset = synthetic(
+        kind, n, difficulty=difficulty, size=size, seed=seed, text=TextNuisance(mode=text)
+    )
+    with progress_bar() as bar:
+        task = bar.add_task(f"writing {dataset.name}", total=n)
+        manifest = write_image_folder(dataset, out, progress=lambda k: bar.advance(task, k))
+    console.print(f"wrote {n} images and {manifest}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="medprobe")
+    except MedprobeError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except Exit as exc:
+        return exc.exit_code
+    except TyperException as exc:  # bad option, missing argument; no arguments shows help
+        message = exc.format_message()
+        if message:
+            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        return 2
+    except Abort:
+        console.print("aborted")
+        return 130
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _entry()

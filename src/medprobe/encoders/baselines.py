@@ -1,0 +1,104 @@
+"""Offline baseline encoders: they need no download and calibrate what pretraining adds.
+
+- ``pixels``: the resized image itself, PCA-reduced (fitted on training images only).
+- ``handcrafted``: colour histograms plus LBP and HOG texture (scikit-image).
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import torch
+from skimage.color import rgb2gray, rgb2hsv
+from skimage.feature import hog, local_binary_pattern
+from sklearn.decomposition import PCA
+
+from medprobe.encoders.base import Encoder
+from medprobe.encoders.spec import EncoderSpec
+
+
+class PixelEncoder(Encoder):
+    """Raw pixels of the resized image, projected on the top principal components.
+
+    The PCA basis is fitted on the training split (no labels involved), so test images never
+    shape the features they are scored with. With few training images the unused components
+    are zero, so the feature length stays the spec's ``embed_dim``.
+    """
+
+    requires_fit = True
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__(spec)
+        self.n_components = int(spec.options.get("n_components", spec.embed_dim))
+        self.pca_: PCA | None = None
+
+    def fit(self, batch: torch.Tensor) -> Self:
+        flat = batch.flatten(1).numpy().astype(np.float64)
+        # Components near the rank of a small training set are noise that standardising probes
+        # would amplify; keep at most half as many components as training images.
+        n_components = max(1, min(self.n_components, len(flat) // 2, flat.shape[1]))
+        self.pca_ = PCA(n_components=n_components, svd_solver="full", random_state=0).fit(flat)
+        return self
+
+    def state(self) -> bytes:
+        if self.pca_ is None:
+            return b""
+        return self.pca_.components_.astype(np.float32).tobytes() + self.pca_.mean_.tobytes()
+
+    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+        if self.pca_ is None:
+            raise RuntimeError("PixelEncoder must be fitted on training images first")
+        out = self.pca_.transform(batch.flatten(1).numpy().astype(np.float64))
+        if out.shape[1] < self.n_components:  # fewer training images than components
+            out = np.pad(out, ((0, 0), (0, self.n_components - out.shape[1])))
+        return out.astype(np.float32)
+
+
+class HandcraftedEncoder(Encoder):
+    """Classical lesion descriptors: what a pre-deep-learning pipeline would have used.
+
+    Colour: an HSV joint histogram (8x4x4 bins) plus per-channel RGB mean/std. Texture: uniform
+    LBP histograms at radii 1 and 3, and a HOG descriptor of the grey image. Each of the five
+    descriptors is L2-normalised before concatenation.
+    """
+
+    _HSV_BINS = (8, 4, 4)
+    _LBP = ((8, 1.0), (16, 3.0))
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        hsv = rgb2hsv(image).reshape(-1, 3)
+        hist, _ = np.histogramdd(hsv, bins=self._HSV_BINS, range=((0, 1),) * 3)
+        parts = [hist.ravel() / hsv.shape[0], image.mean(axis=(0, 1)), image.std(axis=(0, 1))]
+        grey = (rgb2gray(image) * 255).astype(np.uint8)
+        for points, radius in self._LBP:
+            codes = local_binary_pattern(grey, points, radius, method="uniform")
+            lbp, _ = np.histogram(codes, bins=points + 2, range=(0, points + 2))
+            parts.append(lbp / codes.size)
+        cell = max(grey.shape[0] // 4, 4)
+        parts.append(
+            hog(grey, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2))
+        )
+        # Each descriptor is L2-normalised so that none dominates distances by its length
+        # (HOG alone has ~10x more entries than the colour histogram).
+        return np.concatenate([p / max(np.linalg.norm(p), 1e-12) for p in parts])
+
+    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+        images = batch.clamp(0, 1).permute(0, 2, 3, 1).numpy().astype(np.float64)
+        return np.stack([self._one(img) for img in images]).astype(np.float32)
+
+
+def handcrafted_dim(image_size: int) -> int:
+    """Length of the handcrafted descriptor for a square image of ``image_size`` pixels."""
+    colour = int(np.prod(HandcraftedEncoder._HSV_BINS)) + 6
+    lbp = sum(p + 2 for p, _ in HandcraftedEncoder._LBP)
+    cell = max(image_size // 4, 4)
+    cells = image_size // cell
+    return colour + lbp + (cells - 1) ** 2 * 4 * 9
+
+
+def load_baseline(spec: EncoderSpec, device: str = "cpu") -> Encoder:
+    """Loader for ``library == "baseline"`` specs (they run on the CPU)."""
+    del device  # baselines are numpy code
+    kinds = {"pixels": PixelEncoder, "handcrafted": HandcraftedEncoder}
+    return kinds[spec.architecture](spec)

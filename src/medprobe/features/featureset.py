@@ -1,0 +1,78 @@
+"""FeatureSet: features of one encoder on one dataset, with everything needed to analyse them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from medprobe.errors import MedprobeError
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record that produced no features, and why."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features ``[N, D]`` (float32) aligned with ids, labels and splits.
+
+    ``meta`` carries provenance: the encoder spec, the dataset fingerprint and the cache key.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    splits: np.ndarray
+    class_names: Sequence[str]
+    encoder: str
+    dataset: str
+    skipped: Sequence[SkippedRecord] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        if self.features.ndim != 2:
+            raise MedprobeError(f"features must be 2-D [N, D], got shape {self.features.shape}")
+        for name in ("labels", "ids", "splits"):
+            if len(getattr(self, name)) != n:
+                raise MedprobeError(
+                    f"{name} has {len(getattr(self, name))} entries for {n} features"
+                )
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def subset(self, mask: np.ndarray) -> FeatureSet:
+        """The rows selected by a boolean mask or an index array."""
+        return replace(
+            self,
+            features=self.features[mask],
+            labels=self.labels[mask],
+            ids=self.ids[mask],
+            splits=self.splits[mask],
+        )
+
+    def split(self, *names: str) -> FeatureSet:
+        """The rows whose split is one of ``names``."""
+        return self.subset(np.isin(self.splits, names))
+
+    def check_finite(self) -> None:
+        """Raise a clear error if any feature is NaN or infinite."""
+        bad = ~np.isfinite(self.features).all(axis=1)
+        if bad.any():
+            examples = ", ".join(map(str, self.ids[bad][:3]))
+            raise MedprobeError(
+                f"{int(bad.sum())} feature vectors of {self.encoder} on {self.dataset} contain "
+                f"NaN or inf (e.g. {examples})"
+            )

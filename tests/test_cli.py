@@ -1,0 +1,94 @@
+"""The command line as a user meets it: one-line errors with exit code 2, no tracebacks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medprobe import __version__
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "medprobe.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_version_and_help():
+    assert run_cli("--version").stdout.strip() == f"medprobe {__version__}"
+    help_text = run_cli("--help").stdout
+    for command in ("demo", "synth"):
+        assert command in help_text
+
+
+def _assert_one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and fragment in lines[0]
+
+
+def test_demo_out_is_a_file(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    _assert_one_line_error(run_cli("demo", "--out", str(target)), "is a file")
+
+
+def test_demo_out_unwritable(tmp_path):
+    if os.geteuid() == 0:  # root ignores permission bits; /proc refuses everyone
+        target = Path("/proc/medprobe-demo")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "out"
+    _assert_one_line_error(run_cli("demo", "--out", str(target)), "cannot write")
+
+
+def test_negative_n(tmp_path):
+    _assert_one_line_error(run_cli("demo", "--out", str(tmp_path), "--n", "-5"), "--n")
+    _assert_one_line_error(run_cli("synth", "--out", str(tmp_path), "--n", "-1"), "--n")
+
+
+def test_unknown_option_is_one_line():
+    _assert_one_line_error(run_cli("demo", "--bogus"), "--bogus")
+
+
+def test_synth_writes_folder_and_manifest(tmp_path):
+    result = run_cli(
+        "synth",
+        "--out",
+        str(tmp_path),
+        "--n",
+        "8",
+        "--kind",
+        "ultrasound",
+        "--text",
+        "label",
+        "--size",
+        "64",
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = pd.read_csv(tmp_path / "manifest.csv")
+    assert len(manifest) == 8
+    assert (manifest.text == manifest.label).all()
+    assert all((tmp_path / p).is_file() for p in manifest.path)
+    _assert_one_line_error(run_cli("synth", "--out", str(tmp_path), "--kind", "mri"), "--kind")
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path):
+    result = run_cli("demo", "--out", str(tmp_path), "--quick")
+    assert result.returncode == 0, result.stderr
+    for name in ("results.csv", "results.parquet", "report.html"):
+        assert (tmp_path / name).is_file()
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert set(results.encoder) == {"pixels", "handcrafted", "random-vit"}
+    assert results.dataset.nunique() == 3
