@@ -92,3 +92,29 @@ def test_demo_quick_end_to_end(tmp_path):
     results = pd.read_csv(tmp_path / "results.csv")
     assert set(results.encoder) == {"pixels", "handcrafted", "random-vit"}
     assert results.dataset.nunique() == 3
+
+
+def test_data_inspect_prints_the_class_table(shared_data):
+    result = run_cli(
+        "data",
+        "inspect",
+        str(shared_data / "medsamples" / "busi_256"),
+        "--modality",
+        "breast ultrasound",
+    )
+    assert result.returncode == 0, result.stderr
+    for fragment in (
+        "busi_256",
+        "breast ultrasound",
+        "benign",
+        "malignant",
+        "normal",
+        "60",
+        "256x256 (180)",
+        "no problems found",
+    ):
+        assert fragment in result.stdout
+
+
+def test_data_inspect_bad_path(tmp_path):
+    _assert_one_line_error(run_cli("data", "inspect", str(tmp_path / "nope.csv")), "does not exist")

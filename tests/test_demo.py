@@ -69,7 +69,7 @@ def test_results_table_is_tidy(outcome):
     direct = frame[~frame.metric.isin(["davies_bouldin", "calinski_harabasz"])]
     assert (direct.ci_low <= direct.value + 1e-12).all()
     assert (direct.value <= direct.ci_high + 1e-12).all()
-    assert set(frame.analysis) == {"separability", "knn", "linear_probe"}
+    assert set(frame.analysis) == {"data", "separability", "knn", "linear_probe"}
     assert (frame.seed == 0).all() and (frame.n > 0).all()
 
 

@@ -13,7 +13,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from medprobe._version import __version__
 from medprobe.errors import MedprobeError
-from medprobe.progress import console
+from medprobe.progress import console, output
 
 app = typer.Typer(
     name="medprobe",
@@ -78,10 +78,10 @@ def demo(
     outcome, files = run_demo(out, n=images, size=96 if quick else 128, seed=seed)
     lp = outcome.results.query("analysis == 'linear_probe' and metric == 'balanced_accuracy'")
     table = lp.pivot(index="encoder", columns="dataset", values="value").round(3)
-    console.print("linear-probe balanced accuracy (test split):")
-    console.print(table.to_string())
+    output.print("linear-probe balanced accuracy (test split):")
+    output.print(table.to_string())
     for name, path in files.items():
-        console.print(f"wrote {name}: {path}")
+        output.print(f"wrote {name}: {path}")
 
 
 @app.command()
@@ -116,7 +116,47 @@ def synth(
     with progress_bar() as bar:
         task = bar.add_task(f"writing {dataset.name}", total=n)
         manifest = write_image_folder(dataset, out, progress=lambda k: bar.advance(task, k))
-    console.print(f"wrote {n} images and {manifest}")
+    output.print(f"wrote {n} images and {manifest}")
+
+
+data_app = typer.Typer(
+    help="Look at a dataset before running anything on it.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: Annotated[
+        Path, typer.Argument(help="Class folders, a .csv/.parquet manifest or a .npz.")
+    ],
+    modality: Annotated[str | None, typer.Option(help="e.g. dermoscopy, chest x-ray.")] = None,
+) -> None:
+    """Print modality, classes per split, image sizes and modes, and problems found."""
+    from rich.table import Table
+
+    from medprobe.datasets import open_dataset
+    from medprobe.datasets.inspect import inspect_dataset
+
+    found = inspect_dataset(open_dataset(path, modality=modality))
+    output.print(f"[bold]{found.name}[/]  modality: {found.modality}")
+    table = Table("class", *found.counts, "total")
+    classes = next(iter(found.counts.values()))
+    for cls in classes:
+        per_split = [found.counts[s][cls] for s in found.counts]
+        table.add_row(cls, *map(str, per_split), str(sum(per_split)))
+    totals = [sum(found.counts[s].values()) for s in found.counts]
+    table.add_row("[bold]total[/]", *map(str, totals), str(sum(totals)))
+    output.print(table)
+    sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in found.sizes.most_common(5))
+    output.print(f"image sizes: {sizes or '-'}")
+    output.print(f"image modes: {', '.join(f'{m} ({n})' for m, n in found.modes.most_common())}")
+    if found.problems:
+        output.print(f"[bold yellow]{len(found.problems)} problem(s):[/]")
+        for image_id, reason in found.problems:
+            output.print(f"  {image_id}: {reason}", highlight=False, markup=False)
+    else:
+        output.print("no problems found")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, warnings and errors
+output = Console()  # what a command produces (tables, paths)
 
 
 class RateColumn(ProgressColumn):

@@ -12,6 +12,7 @@ import pandas as pd
 from medprobe._version import __version__
 from medprobe.analysis import Embedding2D, KNNProbe, LinearProbe, Separability
 from medprobe.analysis.results import estimate_rows, results_frame, write_results
+from medprobe.analysis.stats import Estimate
 from medprobe.datasets.base import Dataset
 from medprobe.encoders import EncoderSpec, create_encoder
 from medprobe.features import FeatureSet, extract
@@ -53,7 +54,10 @@ def analyse(fs: FeatureSet, spec: EncoderSpec, seed: int = 0) -> list[dict[str, 
         "encoder_revision": spec.revision or "",
         "medprobe_version": __version__,
     }
-    rows = estimate_rows(context, "separability", Separability(seed=seed).fit(fs).scores_)
+    total = len(fs) + len(fs.skipped)
+    counts = {"n_images": total, "n_used": len(fs), "n_skipped": len(fs.skipped)}
+    rows = estimate_rows(context, "data", {k: Estimate.exact(v, total) for k, v in counts.items()})
+    rows += estimate_rows(context, "separability", Separability(seed=seed).fit(fs).scores_)
     knn = KNNProbe(k=10, seed=seed).fit(fs)
     rows += estimate_rows(context, "knn", knn.scores_, params="k=10 metric=cosine")
     linear = LinearProbe(seed=seed).fit(fs)

@@ -18,6 +18,11 @@ class Estimate:
     ci_high: float
     n: int
 
+    @classmethod
+    def exact(cls, value: float, n: int) -> Estimate:
+        """A quantity known without sampling error (a count): its interval is the value."""
+        return cls(float(value), float(value), float(value), n)
+
 
 def stratified_resamples(labels: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """Bootstrap index sets ``[n_resamples, n]`` that keep every class's size fixed.

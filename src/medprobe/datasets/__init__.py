@@ -1,6 +1,25 @@
 """Datasets: labelled images with a modality, class names and zero-shot prompts."""
 
 from medprobe.datasets.base import Dataset, Record
+from medprobe.datasets.files import FileDataset, image_folder, manifest
+from medprobe.datasets.medmnist import MedMNISTDataset, medmnist
+from medprobe.datasets.open import open_dataset
+from medprobe.datasets.prompts import prompts_for
+from medprobe.datasets.splits import assign_splits
 from medprobe.datasets.synthetic import SyntheticConfig, TextNuisance, synthetic
 
-__all__ = ["Dataset", "Record", "SyntheticConfig", "TextNuisance", "synthetic"]
+__all__ = [
+    "Dataset",
+    "FileDataset",
+    "MedMNISTDataset",
+    "Record",
+    "SyntheticConfig",
+    "TextNuisance",
+    "assign_splits",
+    "image_folder",
+    "manifest",
+    "medmnist",
+    "open_dataset",
+    "prompts_for",
+    "synthetic",
+]
