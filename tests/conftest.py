@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+# No test may reach a model hub: offline mode and a private HF cache, set before any import of
+# huggingface_hub (it reads these variables once, at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="medprobe-test-hf-")
+os.environ.pop("HF_HUB_CACHE", None)
 
 import pytest
 
@@ -22,3 +30,11 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def hf_cache() -> Path:
+    """The HF hub cache the tests write fake repositories into (``$HF_HOME/hub``)."""
+    path = Path(os.environ["HF_HOME"]) / "hub"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -118,3 +118,33 @@ def test_data_inspect_prints_the_class_table(shared_data):
 
 def test_data_inspect_bad_path(tmp_path):
     _assert_one_line_error(run_cli("data", "inspect", str(tmp_path / "nope.csv")), "does not exist")
+
+
+def test_models_lists_the_zoo():
+    import json
+
+    result = run_cli("models", "--json")
+    assert result.returncode == 0, result.stderr
+    specs = json.loads(result.stdout)
+    assert len(specs) >= 22 + 3
+    assert sum(s["domain"] == "medical" for s in specs) >= 12
+    medical = json.loads(run_cli("models", "--domain", "medical", "--json").stdout)
+    assert {s["domain"] for s in medical} == {"medical"}
+    table = run_cli("models").stdout
+    assert "biomedclip" in table and "OPENAI" not in table  # values, not constant names
+    shown = json.loads(run_cli("models", "show", "BiomedCLIP").stdout)
+    assert shown["hub_id"] == "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+    assert shown["preprocessing"]["image_size"] == 224
+
+
+def test_models_check_without_weights_is_one_line():
+    result = run_cli("models", "check", "plip")
+    _assert_one_line_error(result, "vinid/plip")
+    _assert_one_line_error(run_cli("models", "show", "nope"), "unknown encoder")
+    _assert_one_line_error(run_cli("models", "--domain", "vet"), "--domain")
+
+
+def test_models_check_loads_random_baseline():
+    result = run_cli("models", "check", "random-vit")
+    assert result.returncode == 0, result.stderr
+    assert "512-d features" in result.stdout

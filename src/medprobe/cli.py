@@ -119,6 +119,83 @@ def synth(
     output.print(f"wrote {n} images and {manifest}")
 
 
+models_app = typer.Typer(help="The encoder zoo: list, show and check encoders.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models_list(
+    ctx: typer.Context,
+    domain: Annotated[str | None, typer.Option(help="medical, general or baseline.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable specs.")] = False,
+) -> None:
+    """List the encoder zoo: name, domain, library, source, revision, preprocessing."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from rich.table import Table
+
+    from medprobe.encoders import list_specs
+
+    if domain not in (None, "medical", "general", "baseline"):
+        raise MedprobeError(f"--domain must be medical, general or baseline; got {domain!r}")
+    specs = list_specs(domain)
+    if as_json:
+        typer.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
+        return
+    table = Table(
+        "name", "domain", "subdomain", "library", "source", "revision", "embedding", "preprocessing"
+    )
+    for spec in specs:
+        d = spec.describe()
+        table.add_row(
+            d["encoder"],
+            d["domain"],
+            d["subdomain"],
+            d["library"],
+            d["source"],
+            d["revision"],
+            d["embedding"],
+            d["preprocessing"],
+        )
+    output.print(table)
+
+
+@models_app.command("show")
+def models_show(name: Annotated[str, typer.Argument(help="A zoo name or alias.")]) -> None:
+    """Print one encoder's full spec."""
+    import json
+
+    from medprobe.encoders import get_spec
+
+    typer.echo(json.dumps(get_spec(name).model_dump(mode="json"), indent=2))
+
+
+@models_app.command("check")
+def models_check(
+    name: Annotated[str, typer.Argument(help="A zoo name, alias or local:/path.")],
+    weights: Annotated[Path | None, typer.Option(help="Local folder or file of weights.")] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to use.")] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option(help="Allow this model to run code from its repository.")
+    ] = False,
+) -> None:
+    """Load an encoder (from the hub, the HF cache or --weights) and embed one test image."""
+    from PIL import Image
+
+    from medprobe.encoders import create_encoder
+
+    encoder = create_encoder(
+        name, weights=weights, revision=revision, trust_remote_code=trust_remote_code
+    )
+    features = encoder.encode_images(encoder.preprocess(Image.new("RGB", (256, 256))).unsqueeze(0))
+    output.print(
+        f"{encoder.name}: ok, {features.shape[1]}-d features from "
+        f"{encoder.weights_source or 'built-in/random weights'}"
+    )
+
+
 data_app = typer.Typer(
     help="Look at a dataset before running anything on it.", no_args_is_help=True
 )

@@ -91,7 +91,9 @@ def run_grid(
         analyses = bar.add_task("analyses", total=len(encoders) * len(datasets))
         for name in encoders:
             encoder = create_encoder(name)
-            outcome.encoders.append(encoder.spec.describe())
+            outcome.encoders.append(
+                {**encoder.spec.describe(), "weights": encoder.weights_source or "-"}
+            )
             for dataset in datasets:
                 fs = extract(encoder, dataset, progress=bar)
                 outcome.skipped += [

@@ -1,15 +1,12 @@
 """Encoders: one factory over a registry of declarative specs."""
 
-from medprobe.encoders.base import Encoder, TorchEncoder
 from medprobe.encoders.registry import create_encoder, get_spec, list_specs, register
 from medprobe.encoders.spec import EncoderSpec, Preprocessing, TextSide
 
 __all__ = [
-    "Encoder",
     "EncoderSpec",
     "Preprocessing",
     "TextSide",
-    "TorchEncoder",
     "create_encoder",
     "get_spec",
     "list_specs",

@@ -11,6 +11,7 @@ from PIL import Image
 
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.encoders.transforms import build_transform
+from medprobe.errors import MedprobeError
 from medprobe.fingerprint import fingerprint
 
 
@@ -24,6 +25,8 @@ class Encoder(ABC):
     """
 
     requires_fit: bool = False
+    #: The exact weights used: a hub commit hash or a local path (set by hub/local loaders).
+    weights_source: str | None = None
 
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
@@ -41,6 +44,15 @@ class Encoder(ABC):
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """A batch ``[N, 3, S, S]`` from :meth:`preprocess` -> float32 features ``[N, D]``."""
 
+    @property
+    def has_text(self) -> bool:
+        """Whether :meth:`encode_texts` is available (vision-language models)."""
+        return self.spec.text is not None
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Texts -> float32 ``[N, D]`` in the image embedding space (VLMs only)."""
+        raise MedprobeError(f"{self.spec.name} is a vision-only encoder; it has no text side")
+
     def fit(self, batch: torch.Tensor) -> Self:
         """Learn an unsupervised transform from training images (no labels). Default: nothing."""
         return self
@@ -51,7 +63,7 @@ class Encoder(ABC):
 
     def fingerprint(self) -> str:
         """Identity of the features this encoder produces: spec plus any fitted state."""
-        return fingerprint(self.spec.fingerprint(), self.state())
+        return fingerprint(self.spec.fingerprint(), self.weights_source or "", self.state())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec.name!r})"
@@ -73,3 +85,13 @@ class TorchEncoder(Encoder):
         with torch.inference_mode():
             out = self.forward(batch.to(self.device, non_blocking=True))
         return out.float().cpu().numpy()
+
+    def text_forward(self, texts: list[str]) -> torch.Tensor:
+        """The text-tower call; VLM subclasses implement it."""
+        raise MedprobeError(f"{self.spec.name} is a vision-only encoder; it has no text side")
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        if not self.has_text:
+            return super().encode_texts(texts)
+        with torch.inference_mode():
+            return self.text_forward(list(texts)).float().cpu().numpy()

@@ -88,17 +88,7 @@ class HandcraftedEncoder(Encoder):
         return np.stack([self._one(img) for img in images]).astype(np.float32)
 
 
-def handcrafted_dim(image_size: int) -> int:
-    """Length of the handcrafted descriptor for a square image of ``image_size`` pixels."""
-    colour = int(np.prod(HandcraftedEncoder._HSV_BINS)) + 6
-    lbp = sum(p + 2 for p, _ in HandcraftedEncoder._LBP)
-    cell = max(image_size // 4, 4)
-    cells = image_size // cell
-    return colour + lbp + (cells - 1) ** 2 * 4 * 9
-
-
-def load_baseline(spec: EncoderSpec, device: str = "cpu") -> Encoder:
-    """Loader for ``library == "baseline"`` specs (they run on the CPU)."""
-    del device  # baselines are numpy code
+def load_baseline(spec: EncoderSpec, **_: object) -> Encoder:
+    """Loader for ``library == "baseline"`` specs (numpy code; they run on the CPU)."""
     kinds = {"pixels": PixelEncoder, "handcrafted": HandcraftedEncoder}
     return kinds[spec.architecture](spec)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import importlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from medprobe.encoders.base import Encoder
-from medprobe.encoders.baselines import load_baseline
 from medprobe.encoders.spec import Domain, EncoderSpec
-from medprobe.encoders.timm_loader import load_timm
 from medprobe.encoders.zoo import BASELINES
+from medprobe.encoders.zoo_general import GENERAL
+from medprobe.encoders.zoo_medical import MEDICAL
 from medprobe.errors import MedprobeError
 
-Loader = Callable[[EncoderSpec, str], Encoder]
+if TYPE_CHECKING:
+    from medprobe.encoders.base import Encoder
 
-_LOADERS: dict[str, Loader] = {"baseline": load_baseline, "timm": load_timm}
+# Loaders are imported when first used: listing the zoo must not pay for torch and friends.
+_LOADERS: dict[str, str] = {
+    "baseline": "medprobe.encoders.baselines:load_baseline",
+    "timm": "medprobe.encoders.timm_loader:load_timm",
+    "open_clip": "medprobe.encoders.open_clip_loader:load_open_clip",
+    "transformers": "medprobe.encoders.transformers_loader:load_transformers",
+}
+LOCAL_PREFIX = "local:"
 _SPECS: dict[str, EncoderSpec] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -46,10 +56,42 @@ def list_specs(domain: Domain | None = None) -> list[EncoderSpec]:
     )
 
 
-def create_encoder(name_or_spec: str | EncoderSpec, device: str = "cpu") -> Encoder:
-    """Build the encoder named ``name_or_spec`` (or described by a spec) on ``device``."""
-    spec = name_or_spec if isinstance(name_or_spec, EncoderSpec) else get_spec(name_or_spec)
-    return _LOADERS[spec.library](spec, device)
+def create_encoder(
+    name_or_spec: str | EncoderSpec,
+    device: str = "cpu",
+    *,
+    weights: str | Path | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    domain: Domain = "unknown",
+) -> Encoder:
+    """Build an encoder, like ``open_clip.create_model_from_pretrained`` or ``timm.create_model``.
+
+    ``name_or_spec``: a zoo name or alias (``medprobe models``), ``local:/path/to/folder`` (an
+    open_clip, transformers or timm checkpoint folder; ``domain`` labels it), or a spec.
+    ``weights`` points a zoo spec at a local folder or file instead of the hub; ``revision``
+    overrides the spec's hub revision; ``trust_remote_code`` allows models that run code from
+    their repository (LLM2CLIP) to do so.
+    """
+    if isinstance(name_or_spec, EncoderSpec):
+        spec = name_or_spec
+    elif name_or_spec.startswith(LOCAL_PREFIX):
+        from medprobe.encoders.local import local_spec
+
+        weights = Path(name_or_spec[len(LOCAL_PREFIX) :]).expanduser()
+        spec = local_spec(weights, domain=domain)
+    else:
+        spec = get_spec(name_or_spec)
+    if revision is not None:
+        spec = spec.model_copy(update={"revision": revision})
+    module, function = _LOADERS[spec.library].split(":")
+    loader = getattr(importlib.import_module(module), function)
+    return loader(
+        spec,
+        device=device,
+        weights=Path(weights) if weights is not None else None,
+        trust_remote_code=trust_remote_code,
+    )
 
 
 def _register_all(specs: Iterable[EncoderSpec]) -> None:
@@ -57,4 +99,4 @@ def _register_all(specs: Iterable[EncoderSpec]) -> None:
         register(spec)
 
 
-_register_all(BASELINES)
+_register_all((*BASELINES, *MEDICAL, *GENERAL))

@@ -18,7 +18,7 @@ NO_NORM_MEAN = (0.0, 0.0, 0.0)
 NO_NORM_STD = (1.0, 1.0, 1.0)
 
 Library = Literal["baseline", "open_clip", "transformers", "timm"]
-Domain = Literal["medical", "general", "baseline"]
+Domain = Literal["medical", "general", "baseline", "unknown"]
 Embedding = Literal["projected", "pooled", "cls", "pixels", "handcrafted"]
 ResizeMode = Literal["resize_center_crop", "squash", "pad"]
 Interpolation = Literal["bicubic", "bilinear", "nearest"]
@@ -31,12 +31,14 @@ class _Frozen(BaseModel):
 class Preprocessing(_Frozen):
     """How an image becomes the tensor the model sees.
 
-    ``resize_center_crop`` resizes the shorter side to ``image_size`` and crops the centre
-    (CLIP/open_clip default); ``squash`` resizes both sides to ``image_size`` ignoring the aspect
+    ``resize_center_crop`` resizes the shorter side to ``resize_size`` (default ``image_size``)
+    and crops the centre to ``image_size`` (CLIP/open_clip default; DINOv2 resizes to 256, crops
+    224); ``squash`` resizes both sides to ``image_size`` ignoring the aspect
     ratio; ``pad`` pads to a square with black, then resizes.
     """
 
     image_size: int = Field(gt=0)
+    resize_size: int | None = Field(None, gt=0)
     resize_mode: ResizeMode = "resize_center_crop"
     interpolation: Interpolation = "bicubic"
     mean: tuple[float, float, float] = OPENAI_MEAN
@@ -52,10 +54,14 @@ class Preprocessing(_Frozen):
 
 
 class TextSide(_Frozen):
-    """The text tower of a vision-language model."""
+    """The text tower of a vision-language model.
+
+    ``padding="max_length"`` is what SigLIP models were trained with; CLIP pads to the longest.
+    """
 
     tokenizer: str
     context_length: int = Field(gt=0)
+    padding: Literal["longest", "max_length"] = "longest"
 
 
 class EncoderSpec(_Frozen):
@@ -79,6 +85,7 @@ class EncoderSpec(_Frozen):
     preprocessing: Preprocessing
     text: TextSide | None = None
     license: str
+    trust_remote_code: bool = False
     notes: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import timm
 import torch
 
 from medprobe.encoders.base import Encoder, TorchEncoder
+from medprobe.encoders.hub import TIMM_FILES
+from medprobe.encoders.loading import checked_load, weights_folder
 from medprobe.encoders.spec import EncoderSpec
 
 
@@ -35,6 +39,23 @@ def build_timm_module(spec: EncoderSpec) -> torch.nn.Module:
         )
 
 
-def load_timm(spec: EncoderSpec, device: str = "cpu") -> Encoder:
-    """Loader for ``library == "timm"`` specs."""
-    return TimmEncoder(spec, build_timm_module(spec), device=device)
+def load_timm(
+    spec: EncoderSpec, *, device: str = "cpu", weights: Path | None = None, **_: object
+) -> Encoder:
+    """Loader for ``library == "timm"`` specs: random (seeded) or from hub / local weights."""
+    if spec.options.get("random_init") and weights is None:
+        return TimmEncoder(spec, build_timm_module(spec), device=device)
+    folder, source = weights_folder(spec, weights, TIMM_FILES)
+
+    def build() -> torch.nn.Module:
+        if folder.is_dir() and (folder / "config.json").is_file():
+            name, extra = f"local-dir:{folder}", {}
+        else:  # a bare checkpoint for the spec's architecture
+            name, extra = spec.architecture, {"pretrained_cfg_overlay": {"file": str(folder)}}
+        return timm.create_model(
+            name, pretrained=True, num_classes=0, **extra, **spec.options.get("model_args", {})
+        )
+
+    encoder = TimmEncoder(spec, checked_load(spec, folder, build), device=device)
+    encoder.weights_source = source
+    return encoder

@@ -28,7 +28,8 @@ def build_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]
     interpolation = _INTERPOLATION[pre.interpolation]
     geometry: list[Callable] = []
     if pre.resize_mode == "resize_center_crop":
-        geometry = [T.Resize(size, interpolation=interpolation), T.CenterCrop(size)]
+        resize = pre.resize_size or size
+        geometry = [T.Resize(resize, interpolation=interpolation), T.CenterCrop(size)]
     elif pre.resize_mode == "squash":
         geometry = [T.Resize((size, size), interpolation=interpolation)]
     else:  # pad: keep the whole image and its aspect ratio

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from medprobe.encoders.baselines import handcrafted_dim
 from medprobe.encoders.spec import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -13,6 +12,10 @@ from medprobe.encoders.spec import (
     EncoderSpec,
     Preprocessing,
 )
+
+# Length of the handcrafted descriptor at 128 px (HSV 8x4x4 + 6 moments + LBP 10 + 18 + HOG
+# 3x3 blocks x 4 cells x 9 orientations); tests check it against the encoder's real output.
+HANDCRAFTED_DIM_128 = 128 + 6 + 10 + 18 + 9 * 4 * 9
 
 _RAW_32 = Preprocessing(
     image_size=32,
@@ -44,7 +47,7 @@ BASELINES: tuple[EncoderSpec, ...] = (
         architecture="handcrafted",
         domain="baseline",
         subdomain="control",
-        embed_dim=handcrafted_dim(128),
+        embed_dim=HANDCRAFTED_DIM_128,
         embedding="handcrafted",
         preprocessing=_RAW_128,
         license="MIT",

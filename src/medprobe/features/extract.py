@@ -85,8 +85,14 @@ def extract(
         train = splits == "train"
         encoder.fit(everything[train] if train.any() else everything)
         chunks = [encoder.encode_images(everything)]
+    features = np.concatenate(chunks).astype(np.float32, copy=False)
+    if features.shape[1] != encoder.spec.embed_dim:
+        raise MedprobeError(
+            f"{encoder.name} produced {features.shape[1]}-d features but its spec says "
+            f"{encoder.spec.embed_dim}; the weights do not match the spec"
+        )
     return FeatureSet(
-        features=np.concatenate(chunks).astype(np.float32, copy=False),
+        features=features,
         labels=np.array([r.label for r in records], dtype=np.int64),
         ids=np.array([r.id for r in records]),
         splits=splits,

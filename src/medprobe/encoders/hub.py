@@ -1,0 +1,108 @@
+"""Weights from the Hugging Face hub or its local cache, pinned to a revision.
+
+Every hub-backed encoder is resolved to a local snapshot folder first (``snapshot_download``
+with the spec's revision and only the files its library needs), then loaded from that folder
+with the library's own loader. One code path serves the hub, the offline cache
+(``HF_HUB_OFFLINE=1``) and pinning; the snapshot folder's name is the exact commit used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from medprobe.errors import MedprobeError
+
+OPEN_CLIP_FILES = (
+    "open_clip_config.json",
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "tokenizer*",
+    "vocab*",
+    "merges.txt",
+    "special_tokens_map.json",
+    "*.model",
+)
+TRANSFORMERS_FILES = (
+    "config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer*",
+    "vocab*",
+    "merges.txt",
+    "special_tokens_map.json",
+    "*.model",
+    "*.py",
+)
+TIMM_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "open_clip_*")
+TEXT_CONFIG_FILES = ("config.json", "tokenizer*", "vocab*", "special_tokens_map.json")
+
+
+def hub_cache_dir() -> Path:
+    """Where the HF cache lives now (``HF_HUB_CACHE`` / ``HF_HOME``), read at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"} or bool(
+        constants.HF_HUB_OFFLINE
+    )
+
+
+def fetch(model: str, repo_id: str, revision: str | None, patterns: Sequence[str]) -> Path:
+    """The snapshot folder of ``repo_id`` at ``revision`` holding ``patterns``.
+
+    Failure is one sentence naming the model, what to download and where to put it.
+    """
+    rev = revision or "main"
+    where = hub_cache_dir()
+    how = (
+        f"download it with `hf download {repo_id} --revision {rev}` (into the HF cache at "
+        f"{where}), or pass a local folder with weights=/path or local:/path"
+    )
+    try:
+        path = snapshot_download(
+            repo_id,
+            revision=revision,
+            allow_patterns=list(patterns),
+            cache_dir=where,
+            local_files_only=offline(),
+        )
+    except GatedRepoError:
+        raise MedprobeError(
+            f"{model}: {repo_id} is gated; accept its terms on the hub, log in with "
+            f"`hf auth login`, then {how}"
+        ) from None
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        raise MedprobeError(
+            f"{model}: weights of {repo_id} (revision {rev}) are not in the local cache and the "
+            f"hub cannot be reached; {how}"
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise MedprobeError(
+            f"{model}: {repo_id} at revision {rev} does not exist on the hub"
+        ) from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise MedprobeError(f"{model}: could not download {repo_id}: {exc}; {how}") from None
+    return Path(path)
+
+
+def snapshot_revision(folder: Path) -> str | None:
+    """The commit hash of an HF-cache snapshot folder (``.../snapshots/<commit>``), if it is one."""
+    return folder.name if folder.parent.name == "snapshots" else None

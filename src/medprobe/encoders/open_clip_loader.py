@@ -1,0 +1,81 @@
+"""open_clip encoders: ``hf-hub:`` repos with ``open_clip_config.json``, or built-in
+architectures with a checkpoint file (EVA02, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+
+from medprobe.encoders.base import TorchEncoder
+from medprobe.encoders.hub import OPEN_CLIP_FILES, hub_cache_dir
+from medprobe.encoders.loading import checked_load, weights_folder
+from medprobe.encoders.spec import EncoderSpec
+
+_CHECKPOINTS = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
+
+
+class OpenClipEncoder(TorchEncoder):
+    """Projected image embedding (``encode_image``) and text embedding (``encode_text``)."""
+
+    def __init__(
+        self, spec: EncoderSpec, module: torch.nn.Module, model_name: str, device: str = "cpu"
+    ) -> None:
+        super().__init__(spec, module, device)
+        self.model_name = model_name
+        self._tokenizer = None
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_image(batch)
+
+    def text_forward(self, texts: list[str]) -> torch.Tensor:
+        if self._tokenizer is None:
+            self._tokenizer = open_clip.get_tokenizer(
+                self.model_name, cache_dir=str(hub_cache_dir())
+            )
+        tokens = self._tokenizer(texts, context_length=self.spec.text.context_length)
+        return self.module.encode_text(tokens.to(self.device))
+
+
+def _checkpoint(folder: Path) -> Path:
+    if folder.is_file():
+        return folder
+    for name in _CHECKPOINTS:
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    if not found:
+        raise FileNotFoundError(f"no checkpoint file in {folder}")
+    return found[0]
+
+
+def load_open_clip(
+    spec: EncoderSpec, *, device: str = "cpu", weights: Path | None = None, **_: object
+) -> OpenClipEncoder:
+    """Loader for ``library == "open_clip"`` specs (always ``weights_only`` / safetensors)."""
+    folder, source = weights_folder(spec, weights, OPEN_CLIP_FILES)
+    # A folder with open_clip_config.json describes itself; otherwise the spec names a built-in
+    # architecture and the folder (or file) holds its checkpoint.
+    self_described = folder.is_dir() and (folder / "open_clip_config.json").is_file()
+    model_name = f"local-dir:{folder}" if self_described else spec.architecture
+
+    def build() -> torch.nn.Module:
+        model, _ = open_clip.create_model_from_pretrained(
+            model_name,
+            pretrained=None if self_described else str(_checkpoint(folder)),
+            device=device,
+            weights_only=True,
+            cache_dir=str(hub_cache_dir()),
+            **spec.options.get("model_args", {}),
+        )
+        return model
+
+    encoder = OpenClipEncoder(spec, checked_load(spec, folder, build), model_name, device)
+    encoder.weights_source = source
+    return encoder

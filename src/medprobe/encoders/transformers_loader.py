@@ -1,0 +1,117 @@
+"""transformers encoders: CLIP, SigLIP/SigLIP2, DINOv2/ViT, and remote-code models (LLM2CLIP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from medprobe.encoders.base import TorchEncoder
+from medprobe.encoders.hub import TRANSFORMERS_FILES
+from medprobe.encoders.loading import checked_load, weights_folder
+from medprobe.encoders.spec import EncoderSpec
+from medprobe.errors import MedprobeError
+
+
+class HFEncoder(TorchEncoder):
+    """``projected``: ``get_image_features`` (CLIP-style); ``cls``: the final CLS token;
+    ``pooled``: the model's ``pooler_output``."""
+
+    def __init__(
+        self, spec: EncoderSpec, module: torch.nn.Module, folder: Path, device: str = "cpu"
+    ) -> None:
+        super().__init__(spec, module, device)
+        self.folder = folder
+        self._tokenizer = None
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.spec.embedding == "projected":
+            out = self.module.get_image_features(pixel_values=batch)
+            return getattr(out, "pooler_output", out)  # transformers 5 returns an output object
+        out = self.module(pixel_values=batch)
+        if self.spec.embedding == "cls":
+            return out.last_hidden_state[:, 0]
+        return out.pooler_output
+
+    def text_forward(self, texts: list[str]) -> torch.Tensor:
+        from transformers import AutoTokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        text = self.spec.text
+        tokens = self._tokenizer(
+            texts,
+            padding="max_length" if text.padding == "max_length" else True,
+            truncation=True,
+            max_length=text.context_length,
+            return_tensors="pt",
+        ).to(self.device)
+        out = self.module.get_text_features(**tokens)
+        return getattr(out, "pooler_output", out)
+
+
+class LLM2CLIPEncoder(HFEncoder):
+    """LLM2CLIP: a CLIP image tower whose text side is an 8B LLM (via ``llm2vec``).
+
+    Image-only analyses never touch the LLM; it is loaded on the first :meth:`encode_texts`.
+    """
+
+    def text_forward(self, texts: list[str]) -> torch.Tensor:
+        import importlib.util
+
+        if importlib.util.find_spec("llm2vec") is None:
+            raise MedprobeError(
+                f"{self.spec.name}: its text side needs the llm2vec package and the 8B LLM "
+                f"{self.spec.options['text_llm']}; `pip install llm2vec` and download that model"
+            )
+        from llm2vec import LLM2Vec
+        from transformers import AutoModel, AutoTokenizer
+
+        if self._tokenizer is None:  # the LLM and its tokenizer, once
+            llm_id = self.spec.options["text_llm"]
+            llm = AutoModel.from_pretrained(llm_id, trust_remote_code=True, dtype=torch.bfloat16)
+            llm.config._name_or_path = self.spec.options.get("text_llm_base", llm_id)
+            self._tokenizer = LLM2Vec(
+                llm, AutoTokenizer.from_pretrained(llm_id), pooling_mode="mean", max_length=512
+            )
+        embeddings = self._tokenizer.encode(texts, convert_to_tensor=True).to(self.device)
+        return self.module.get_text_features(embeddings.float())
+
+
+def load_transformers(
+    spec: EncoderSpec,
+    *,
+    device: str = "cpu",
+    weights: Path | None = None,
+    trust_remote_code: bool = False,
+    **_: object,
+) -> HFEncoder:
+    """Loader for ``library == "transformers"`` specs (safetensors; remote code only on opt-in)."""
+    if spec.trust_remote_code:
+        if not trust_remote_code:
+            raise MedprobeError(
+                f"{spec.name} runs code from its hub repository; allow it explicitly with "
+                "trust_remote_code=True (CLI: --trust-remote-code)"
+            )
+        if weights is None and not spec.revision:
+            raise MedprobeError(
+                f"{spec.name}: remote code is only run at a pinned revision; pass "
+                f"revision='<commit hash of {spec.hub_id}>'"
+            )
+    from transformers import AutoModel
+
+    folder, source = weights_folder(spec, weights, TRANSFORMERS_FILES)
+    module = checked_load(
+        spec,
+        folder,
+        lambda: AutoModel.from_pretrained(
+            folder,
+            trust_remote_code=spec.trust_remote_code,
+            dtype=torch.float32,
+            **spec.options.get("model_args", {}),
+        ),
+    )
+    kind = LLM2CLIPEncoder if spec.options.get("text_llm") else HFEncoder
+    encoder = kind(spec, module, folder, device)
+    encoder.weights_source = source
+    return encoder
