@@ -196,6 +196,138 @@ def models_check(
     )
 
 
+def _default_cache() -> Path:
+    return Path(os.environ.get("MEDPROBE_CACHE", "~/.cache/medprobe")).expanduser()
+
+
+@app.command("extract")
+def extract_command(
+    model: Annotated[str, typer.Option(help="Zoo name, alias or local:/path.")],
+    data: Annotated[Path, typer.Option(help="Class folders, a manifest or a .npz.")],
+    cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,
+    modality: Annotated[str | None, typer.Option(help="e.g. dermoscopy.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 or float16 storage.")] = "float32",
+    engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (GPU only).")] = "fp32",
+    weights: Annotated[Path | None, typer.Option(help="Local weights for a zoo model.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow remote model code.")] = False,
+    revision: Annotated[str | None, typer.Option(help="Hub revision (commit).")] = None,
+) -> None:
+    """Extract (or reuse cached) features of one model on one dataset."""
+    from medprobe.datasets import open_dataset
+    from medprobe.encoders import create_encoder
+    from medprobe.features import extract
+
+    positive(batch_size, "--batch-size")
+    if precision not in {"fp32", "bf16", "fp16"}:
+        raise MedprobeError(f"--precision must be fp32, bf16 or fp16; got {precision!r}")
+    store = writable_dir(cache or _default_cache(), "--cache")
+    dataset = open_dataset(data, modality=modality)
+    encoder = create_encoder(
+        model,
+        device=device,
+        weights=weights,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+    )
+    if hasattr(encoder, "precision"):
+        encoder.precision = precision
+    fs = extract(
+        encoder,
+        dataset,
+        cache=store,
+        batch_size=batch_size,
+        num_workers=workers,
+        dtype=dtype,
+        engine=engine,
+    )
+    output.print(
+        f"{fs.encoder} on {fs.dataset}: {len(fs)} images x {fs.dim} dims, "
+        f"{len(fs.skipped)} skipped -> {fs.meta['cache_path']}"
+    )
+
+
+cache_app = typer.Typer(
+    help="The feature store: list, inspect, verify, remove entries.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+CacheOption = Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")]
+
+
+@cache_app.command("ls")
+def cache_ls(cache: CacheOption = None) -> None:
+    """One line per entry: key, encoder, dataset, images, dims, size, state."""
+    from rich.table import Table
+
+    from medprobe.features.store import FeatureStore
+
+    store = FeatureStore(cache or _default_cache())
+    table = Table("key", "encoder", "dataset", "images", "dims", "dtype", "MB", "state")
+    for entry in store.entries():
+        m = entry.manifest()
+        size = sum(p.stat().st_size for p in entry.path.iterdir()) / 1e6
+        done = sum(s["stop"] - s["start"] for s in m.get("shards", []))
+        state = "complete" if m.get("complete") else f"partial ({done} done)"
+        table.add_row(
+            entry.path.name,
+            m["info"]["encoder"],
+            m["info"]["dataset"],
+            str(m.get("n", "-")),
+            str(m.get("dim", "-")),
+            m["info"]["dtype"],
+            f"{size:.1f}",
+            state,
+        )
+    output.print(table)
+
+
+@cache_app.command("info")
+def cache_info(
+    key: Annotated[str, typer.Argument(help="Key or prefix.")], cache: CacheOption = None
+) -> None:
+    """The manifest of one entry (provenance: encoder spec, weights, data, overlay)."""
+    import json
+
+    from medprobe.features.store import FeatureStore
+
+    typer.echo(json.dumps(FeatureStore(cache or _default_cache()).find(key).manifest(), indent=2))
+
+
+@cache_app.command("verify")
+def cache_verify(
+    key: Annotated[str | None, typer.Argument(help="Key or prefix (default all).")] = None,
+    cache: CacheOption = None,
+) -> None:
+    """Check every file against its recorded SHA-256; exit 1 if anything is corrupted."""
+    from medprobe.features.store import FeatureStore
+
+    store = FeatureStore(cache or _default_cache())
+    entries = [store.find(key)] if key else store.entries()
+    bad = 0
+    for entry in entries:
+        problems = store.verify(entry)
+        bad += bool(problems)
+        output.print(f"{entry.path.name}: {'ok' if not problems else '; '.join(problems)}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@cache_app.command("rm")
+def cache_rm(
+    key: Annotated[str, typer.Argument(help="Key or prefix.")], cache: CacheOption = None
+) -> None:
+    """Remove one entry."""
+    from medprobe.features.store import FeatureStore
+
+    store = FeatureStore(cache or _default_cache())
+    entry = store.find(key)
+    store.remove(entry)
+    output.print(f"removed {entry.path.name}")
+
+
 data_app = typer.Typer(
     help="Look at a dataset before running anything on it.", no_args_is_help=True
 )

@@ -27,6 +27,10 @@ class Encoder(ABC):
     requires_fit: bool = False
     #: The exact weights used: a hub commit hash or a local path (set by hub/local loaders).
     weights_source: str | None = None
+    #: Content hash of the weight files (set by loaders; part of every cache key).
+    weights_digest: str | None = None
+    #: ``create_encoder`` arguments that rebuild this encoder elsewhere (Ray workers).
+    recipe: dict | None = None
 
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
@@ -35,6 +39,11 @@ class Encoder(ABC):
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def transform(self):
+        """The picklable image -> tensor transform (what data-loading workers run)."""
+        return self._transform
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """One RGB image -> the tensor the model sees, per the spec's preprocessing."""
@@ -61,9 +70,17 @@ class Encoder(ABC):
         """Bytes that identify learned state beyond the spec (fitted transforms, weights)."""
         return b""
 
+    def identity(self) -> str:
+        """Spec, weights and their content hash: what a feature cache key needs. (A fitted
+        transform is a deterministic function of the spec and the training images, which the
+        dataset part of the key covers.)"""
+        return fingerprint(
+            self.spec.fingerprint(), self.weights_source or "", self.weights_digest or ""
+        )
+
     def fingerprint(self) -> str:
-        """Identity of the features this encoder produces: spec plus any fitted state."""
-        return fingerprint(self.spec.fingerprint(), self.weights_source or "", self.state())
+        """Identity of the features this encoder produces now: identity plus fitted state."""
+        return fingerprint(self.identity(), self.state())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec.name!r})"
@@ -76,14 +93,23 @@ class TorchEncoder(Encoder):
         super().__init__(spec)
         self.device = torch.device(device)
         self.module = module.eval().to(self.device)
+        #: "bf16" or "fp16" autocast on GPU; CPU always runs fp32 (reproducible features).
+        self.precision = "fp32"
+        if self.device.type == "cuda":  # conv nets run faster channels-last on GPU
+            self.module = self.module.to(memory_format=torch.channels_last)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The model call; subclasses pick the embedding (projected / pooled / CLS)."""
         return self.module(batch)
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            out = self.forward(batch.to(self.device, non_blocking=True))
+        batch = batch.to(self.device, non_blocking=True)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        use_amp = self.device.type == "cuda" and dtype is not None
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=use_amp):
+            out = self.forward(batch)
         return out.float().cpu().numpy()
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:

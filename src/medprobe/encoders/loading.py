@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from pickle import UnpicklingError
@@ -13,6 +14,7 @@ from medprobe.encoders.hub import TEXT_CONFIG_FILES, fetch, snapshot_revision
 from medprobe.encoders.shipped import check_preprocessing
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
+from medprobe.fingerprint import fingerprint
 
 T = TypeVar("T")
 
@@ -33,6 +35,38 @@ def weights_folder(
     for repo in spec.options.get("extra_repos", ()):  # e.g. BiomedCLIP's text config repo
         fetch(spec.name, repo, None, TEXT_CONFIG_FILES)
     return folder, f"{spec.hub_id}@{snapshot_revision(folder) or spec.revision or 'main'}"
+
+
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt"}
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_digest(path: Path) -> str:
+    """Content hash of the weight files under ``path`` (a folder or one file).
+
+    Hub-cache files are symlinks to blobs named by their SHA-256, so they cost nothing; other
+    files are hashed once per process (keyed by path, size and mtime).
+    """
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
+    )
+    digests = []
+    for file in files:
+        if file.is_symlink() and file.resolve().parent.name == "blobs":
+            digests.append(file.resolve().name)
+            continue
+        stat = file.stat()
+        memo = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if memo not in _DIGESTS:
+            digest = hashlib.sha256()
+            with file.open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 22), b""):
+                    digest.update(block)
+            _DIGESTS[memo] = digest.hexdigest()
+        digests.append(_DIGESTS[memo])
+    return fingerprint(digests, length=32)
 
 
 def checked_load(spec: EncoderSpec, source: Path, build: Callable[[], T]) -> T:

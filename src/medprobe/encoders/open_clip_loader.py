@@ -10,7 +10,7 @@ import torch
 
 from medprobe.encoders.base import TorchEncoder
 from medprobe.encoders.hub import OPEN_CLIP_FILES, hub_cache_dir
-from medprobe.encoders.loading import checked_load, weights_folder
+from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
 from medprobe.encoders.spec import EncoderSpec
 
 _CHECKPOINTS = (
@@ -78,4 +78,5 @@ def load_open_clip(
 
     encoder = OpenClipEncoder(spec, checked_load(spec, folder, build), model_name, device)
     encoder.weights_source = source
+    encoder.weights_digest = weights_digest(folder)
     return encoder

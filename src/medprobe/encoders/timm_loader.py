@@ -9,7 +9,7 @@ import torch
 
 from medprobe.encoders.base import Encoder, TorchEncoder
 from medprobe.encoders.hub import TIMM_FILES
-from medprobe.encoders.loading import checked_load, weights_folder
+from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
 from medprobe.encoders.spec import EncoderSpec
 
 
@@ -58,4 +58,5 @@ def load_timm(
 
     encoder = TimmEncoder(spec, checked_load(spec, folder, build), device=device)
     encoder.weights_source = source
+    encoder.weights_digest = weights_digest(folder)
     return encoder

@@ -8,7 +8,7 @@ import torch
 
 from medprobe.encoders.base import TorchEncoder
 from medprobe.encoders.hub import TRANSFORMERS_FILES
-from medprobe.encoders.loading import checked_load, weights_folder
+from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
@@ -114,4 +114,5 @@ def load_transformers(
     kind = LLM2CLIPEncoder if spec.options.get("text_llm") else HFEncoder
     encoder = kind(spec, module, folder, device)
     encoder.weights_source = source
+    encoder.weights_digest = weights_digest(folder)
     return encoder
