@@ -106,7 +106,8 @@ def peak_rss_kb(n: int) -> int:
 
 
 def cosine_agreement(a: dict, fs) -> float:
-    b = dict(zip(fs.ids, np.asarray(fs.features), strict=True))
+    # Manifest ids carry the dataset folder ("busi_256/benign/x.png"); ImageFolder's do not.
+    b = {i.split("/", 1)[1]: f for i, f in zip(fs.ids, np.asarray(fs.features), strict=True)}
     sims = [np.dot(a[k], b[k]) / (np.linalg.norm(a[k]) * np.linalg.norm(b[k])) for k in b]
     return float(np.min(sims))
 

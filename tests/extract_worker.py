@@ -21,6 +21,13 @@ if pause:  # slow the model down so the test can kill the process mid-run
         return original(batch)
 
     encoder.encode_images = slow
-fs = extract(encoder, synthetic("dermoscopy", n, size=64), cache=cache, batch_size=4,
-             shard_batches=1, num_workers=0, show_progress=False)
+fs = extract(
+    encoder,
+    synthetic("dermoscopy", n, size=64),
+    cache=cache,
+    batch_size=4,
+    shard_batches=1,
+    num_workers=0,
+    show_progress=False,
+)
 print(fs.meta["cache_key"], len(fs))

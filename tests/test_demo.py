@@ -22,6 +22,7 @@ def _value(results: pd.DataFrame, dataset: str, encoder: str, analysis: str, met
         & (results.encoder == encoder)
         & (results.analysis == analysis)
         & (results.metric == metric)
+        & (results.params.str.startswith("k=10") | (results.analysis != "knn"))
     ]
     assert len(row) == 1
     return row.iloc[0]
@@ -63,13 +64,27 @@ def test_results_table_is_tidy(outcome):
         "analysis",
         "metric",
     ]
-    assert not frame.duplicated(["encoder", "dataset", "analysis", "metric"]).any()
+    assert not frame.duplicated(["encoder", "dataset", "analysis", "metric", "params"]).any()
     # Percentile intervals of probe metrics and silhouettes contain their estimate. (Cluster
     # indices use bias-corrected intervals, which need not when the bootstrap is very skewed.)
-    direct = frame[~frame.metric.isin(["davies_bouldin", "calinski_harabasz"])]
+    direct = frame[
+        frame.analysis.isin(["knn", "linear_probe", "few_shot"])
+        | frame.metric.str.startswith("silhouette")
+    ]
     assert (direct.ci_low <= direct.value + 1e-12).all()
     assert (direct.value <= direct.ci_high + 1e-12).all()
-    assert set(frame.analysis) == {"data", "separability", "knn", "linear_probe"}
+    assert set(frame.analysis) == {
+        "data",
+        "separability",
+        "knn",
+        "linear_probe",
+        "few_shot",
+        "geometry",
+        "similarity",
+    }
+    assert set(frame[frame.analysis == "knn"].params) == {
+        f"k={k} metric=cosine" for k in (1, 5, 10, 20)
+    }
     assert (frame.seed == 0).all() and (frame.n > 0).all()
 
 

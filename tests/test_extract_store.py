@@ -22,9 +22,13 @@ from medprobe.features.store import FeatureStore
 
 HERE = Path(__file__).parent
 TINY_VIT = get_spec("random-vit").model_copy(
-    update={"name": "tiny-random-vit", "aliases": (), "architecture": "vit_tiny_patch16_224",
-            "embed_dim": 64,
-            "preprocessing": get_spec("random-vit").preprocessing.model_copy(update={"image_size": 64})}
+    update={
+        "name": "tiny-random-vit",
+        "aliases": (),
+        "architecture": "vit_tiny_patch16_224",
+        "embed_dim": 64,
+        "preprocessing": get_spec("random-vit").preprocessing.model_copy(update={"image_size": 64}),
+    }
 )
 
 
@@ -71,22 +75,45 @@ def test_key_changes_with_image_revision_preprocessing_and_overlay(tmp_path):
     revised = create_encoder(TINY_VIT.model_copy(update={"revision": "abc123"}))
     assert cache_key(revised, ds, None, "float32") != base
     bigger = TINY_VIT.preprocessing.model_copy(update={"image_size": 96})
-    assert cache_key(create_encoder(TINY_VIT.model_copy(update={"preprocessing": bigger})), ds,
-                     None, "float32") != base
+    assert (
+        cache_key(
+            create_encoder(TINY_VIT.model_copy(update={"preprocessing": bigger})),
+            ds,
+            None,
+            "float32",
+        )
+        != base
+    )
     resized = TINY_VIT.preprocessing.model_copy(update={"mean": (0.5, 0.5, 0.5)})
-    assert cache_key(create_encoder(TINY_VIT.model_copy(update={"preprocessing": resized})), ds,
-                     None, "float32") != base
+    assert (
+        cache_key(
+            create_encoder(TINY_VIT.model_copy(update={"preprocessing": resized})),
+            ds,
+            None,
+            "float32",
+        )
+        != base
+    )
     assert cache_key(encoder, ds, CountingOverlay("L"), "float32") != base
     assert cache_key(encoder, ds, CountingOverlay("L"), "float32") != cache_key(
-        encoder, ds, CountingOverlay("R"), "float32")
+        encoder, ds, CountingOverlay("R"), "float32"
+    )
     assert cache_key(encoder, ds, None, "float16") != base
 
 
 def _worker(cache, n, pause=0.0):
     return subprocess.Popen(
-        [sys.executable, str(HERE / "extract_worker.py"), str(cache), TINY_VIT.model_dump_json(),
-         str(n), str(pause)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(HERE / "extract_worker.py"),
+            str(cache),
+            TINY_VIT.model_dump_json(),
+            str(n),
+            str(pause),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -141,8 +168,9 @@ def test_two_processes_on_one_key_give_one_valid_entry(tmp_path):
 
 def test_verify_finds_corruption_and_float16(tmp_path):
     ds = synthetic("ultrasound", 16, size=48)
-    fs = extract(create_encoder("handcrafted"), ds, cache=tmp_path, dtype="float16",
-                 show_progress=False)
+    fs = extract(
+        create_encoder("handcrafted"), ds, cache=tmp_path, dtype="float16", show_progress=False
+    )
     assert fs.features.dtype == np.float16
     store = FeatureStore(tmp_path)
     entry = store.entries()[0]
@@ -161,8 +189,14 @@ def test_bad_images_are_stored_with_their_reasons(tmp_path):
         for i in range(4):
             Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(tmp_path / "d" / cls / f"{i}.png")
         (tmp_path / "d" / cls / "broken.png").write_bytes(b"")
-    fs = extract(create_encoder("handcrafted"), image_folder(tmp_path / "d"),
-                 cache=tmp_path / "c", batch_size=3, shard_batches=1, show_progress=False)
+    fs = extract(
+        create_encoder("handcrafted"),
+        image_folder(tmp_path / "d"),
+        cache=tmp_path / "c",
+        batch_size=3,
+        shard_batches=1,
+        show_progress=False,
+    )
     assert len(fs) == 8
     assert {s.id for s in fs.skipped} == {"x/broken.png", "y/broken.png"}
     assert all("empty file" in s.reason for s in fs.skipped)
@@ -174,17 +208,31 @@ def test_ray_engine_matches_local(tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         ds = synthetic("dermoscopy", 20, size=64)
-        local = extract(create_encoder(TINY_VIT), ds, cache=tmp_path / "local", batch_size=4,
-                        show_progress=False)
-        remote = extract(create_encoder(TINY_VIT), ds, cache=tmp_path / "ray", batch_size=4,
-                         engine="ray", show_progress=False)
+        local = extract(
+            create_encoder(TINY_VIT),
+            ds,
+            cache=tmp_path / "local",
+            batch_size=4,
+            show_progress=False,
+        )
+        remote = extract(
+            create_encoder(TINY_VIT),
+            ds,
+            cache=tmp_path / "ray",
+            batch_size=4,
+            engine="ray",
+            show_progress=False,
+        )
         assert list(local.ids) == list(remote.ids)
-        np.testing.assert_allclose(np.asarray(local.features), np.asarray(remote.features),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(local.features), np.asarray(remote.features), atol=1e-5
+        )
         assert local.meta["cache_key"] == remote.meta["cache_key"]
         fitted = extract(create_encoder("pixels"), ds, engine="ray", show_progress=False)
         np.testing.assert_allclose(
-            fitted.features, extract(create_encoder("pixels"), ds, show_progress=False).features,
-            atol=1e-5)
+            fitted.features,
+            extract(create_encoder("pixels"), ds, show_progress=False).features,
+            atol=1e-5,
+        )
     finally:
         ray.shutdown()

@@ -7,14 +7,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from medprobe._version import __version__
-from medprobe.analysis import Embedding2D, KNNProbe, LinearProbe, Separability
+from medprobe.analysis import (
+    CrossModel,
+    Embedding2D,
+    FewShotProbe,
+    Geometry,
+    KNNProbe,
+    LinearProbe,
+    Separability,
+    ZeroShot,
+)
 from medprobe.analysis.results import estimate_rows, results_frame, write_results
 from medprobe.analysis.stats import Estimate
 from medprobe.datasets.base import Dataset
-from medprobe.encoders import EncoderSpec, create_encoder
+from medprobe.encoders import create_encoder
+from medprobe.encoders.base import Encoder
 from medprobe.features import FeatureSet, extract
 from medprobe.progress import progress_bar
 
@@ -43,25 +54,73 @@ class StudyOutcome:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def analyse(fs: FeatureSet, spec: EncoderSpec, seed: int = 0) -> list[dict[str, Any]]:
+KNN_KS = (1, 5, 10, 20)
+FEW_SHOTS = (1, 2, 4, 8, 16)
+
+
+def analyse(fs: FeatureSet, encoder: Encoder, seed: int = 0) -> list[dict[str, Any]]:
     """The standard analyses of one FeatureSet as result rows."""
+    spec = encoder.spec
     context = {
         "encoder": spec.name,
         "domain": spec.domain,
         "dataset": fs.dataset,
         "modality": fs.meta.get("modality", ""),
         "seed": seed,
-        "encoder_revision": spec.revision or "",
+        "encoder_revision": encoder.weights_source or spec.revision or "",
         "medprobe_version": __version__,
     }
     total = len(fs) + len(fs.skipped)
     counts = {"n_images": total, "n_used": len(fs), "n_skipped": len(fs.skipped)}
     rows = estimate_rows(context, "data", {k: Estimate.exact(v, total) for k, v in counts.items()})
     rows += estimate_rows(context, "separability", Separability(seed=seed).fit(fs).scores_)
-    knn = KNNProbe(k=10, seed=seed).fit(fs)
-    rows += estimate_rows(context, "knn", knn.scores_, params="k=10 metric=cosine")
+    for k in KNN_KS:
+        knn = KNNProbe(k=k, seed=seed).fit(fs)
+        rows += estimate_rows(context, "knn", knn.scores_, params=f"k={k} metric=cosine")
     linear = LinearProbe(seed=seed).fit(fs)
     rows += estimate_rows(context, "linear_probe", linear.scores_, params=f"C={linear.C_:g}")
+    train = fs.labels[fs.splits == "train"]
+    smallest = int(np.bincount(train)[np.unique(train)].min()) if len(train) else 0
+    shots = tuple(k for k in FEW_SHOTS if k <= smallest)
+    if shots:
+        few = FewShotProbe(shots=shots, seed=seed).fit(fs)
+        for k in shots:
+            rows += estimate_rows(context, "few_shot", few.scores_[k], params=f"shots={k} draws=10")
+    text = None
+    if encoder.has_text:
+        zero = ZeroShot(encoder, seed=seed).fit(fs)
+        text = zero.text_embeddings_
+        rows += estimate_rows(context, "zero_shot", zero.scores_, params="prompt ensemble")
+    rows += estimate_rows(context, "geometry", Geometry(seed=seed).fit(fs, text).scores_)
+    return rows
+
+
+def cross_model_rows(featuresets: list[FeatureSet], seed: int = 0) -> list[dict[str, Any]]:
+    """Linear CKA (unbiased) and mutual-kNN alignment between every pair of models on a dataset.
+    No CI is computed for these (NaN), rather than claiming none is needed."""
+    if len(featuresets) < 2:
+        return []
+    cross = CrossModel().fit(featuresets)
+    rows = []
+    nan = float("nan")
+    for i, fs in enumerate(featuresets):
+        for j, other in enumerate(featuresets):
+            if i == j:
+                continue
+            context = {
+                "encoder": fs.encoder,
+                "domain": fs.meta.get("encoder_spec", {}).get("domain", ""),
+                "dataset": fs.dataset,
+                "modality": fs.meta.get("modality", ""),
+                "seed": seed,
+                "encoder_revision": "",
+                "medprobe_version": __version__,
+            }
+            scores = {
+                "linear_cka_unbiased": Estimate(float(cross.cka_[i, j]), nan, nan, len(fs)),
+                "mutual_knn_k10": Estimate(float(cross.mutual_knn_[i, j]), nan, nan, len(fs)),
+            }
+            rows += estimate_rows(context, "similarity", scores, params=f"vs={other.encoder}")
     return rows
 
 
@@ -89,6 +148,7 @@ def run_grid(
     outcome.datasets = [dataset_summary(d) for d in datasets]
     with progress_bar(disable=not show_progress) as bar:
         analyses = bar.add_task("analyses", total=len(encoders) * len(datasets))
+        by_dataset: dict[str, list[FeatureSet]] = {}
         for name in encoders:
             encoder = create_encoder(name)
             outcome.encoders.append(
@@ -105,9 +165,12 @@ def run_grid(
                     }
                     for s in fs.skipped
                 ]
-                rows += analyse(fs, encoder.spec, seed)
+                rows += analyse(fs, encoder, seed)
+                by_dataset.setdefault(dataset.name, []).append(fs)
                 outcome.views.append(_pca_view(fs, seed))
                 bar.advance(analyses)
+    for featuresets in by_dataset.values():
+        rows += cross_model_rows(featuresets, seed)
     outcome.results = results_frame(rows)
     return outcome
 

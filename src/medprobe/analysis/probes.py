@@ -11,7 +11,7 @@ from typing import Self
 
 import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
-from sklearn.model_selection import PredefinedSplit, StratifiedKFold
+from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -98,27 +98,128 @@ def classification_scores(
 
 
 class KNNProbe(Probe):
-    """k-nearest-neighbour vote (exact search, cosine distance by default)."""
+    """k-nearest-neighbour vote, exact search; cosine distance by default.
 
-    def __init__(self, k: int = 10, metric: str = "cosine", **kwargs) -> None:
+    Above ``faiss_threshold`` train x test pairs (and with cosine distance) the exact search
+    runs on faiss (inner product of L2-normalised vectors), which returns the same neighbours
+    as scikit-learn's brute force, many times faster.
+    """
+
+    def __init__(
+        self, k: int = 10, metric: str = "cosine", *, faiss_threshold: float = 2e7, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.k = k
         self.metric = metric
+        self.faiss_threshold = faiss_threshold
 
     def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
-        knn = KNeighborsClassifier(
-            n_neighbors=min(self.k, len(train)), metric=self.metric, algorithm="brute"
-        )
+        k = min(self.k, len(train))
+        if self.metric == "cosine" and len(train) * len(test) >= self.faiss_threshold:
+            return knn_vote(faiss_neighbours(train.features, test.features, k), train.labels)
+        knn = KNeighborsClassifier(n_neighbors=k, metric=self.metric, algorithm="brute")
         return knn.fit(train.features, train.labels).predict_proba(test.features)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def faiss_neighbours(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Indices ``[n_queries, k]`` of the exact cosine nearest neighbours (faiss flat index)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(train.shape[1])
+    index.add(_unit(train))
+    return index.search(_unit(queries), k)[1]
+
+
+def knn_vote(neighbours: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
+    """Uniform-weight class fractions among the neighbours, columns = sorted training classes."""
+    classes = np.unique(train_labels)
+    column = np.searchsorted(classes, train_labels[neighbours])
+    votes = np.zeros((len(neighbours), len(classes)))
+    np.add.at(votes, (np.arange(len(neighbours))[:, None], column), 1)
+    return votes / neighbours.shape[1]
+
+
+class FewShotProbe:
+    """Logistic regression on ``k`` labelled images per class, for each ``k`` in ``shots``,
+    over ``draws`` random draws of the training images; scored on the test split.
+
+    Features are L2-normalised (with one image per class there is no variance to standardise
+    by). ``scores_[k][metric]`` is the mean over draws with a bootstrap CI of that mean.
+    Asking for more shots than the smallest training class has stops before any fitting.
+    """
+
+    def __init__(
+        self,
+        shots: tuple[int, ...] = (1, 2, 4, 8, 16),
+        *,
+        draws: int = 10,
+        C: float = 1.0,
+        confidence: float = 0.95,
+        seed: int = 0,
+    ) -> None:
+        self.shots = shots
+        self.draws = draws
+        self.C = C
+        self.confidence = confidence
+        self.seed = seed
+
+    def fit(self, fs: FeatureSet) -> Self:
+        from sklearn.linear_model import LogisticRegression
+
+        train, test = _train_test(fs, ("train",))
+        smallest = int(np.bincount(train.labels)[np.unique(train.labels)].min())
+        if max(self.shots) > smallest:
+            raise MedprobeError(
+                f"few-shot with {max(self.shots)} shots needs {max(self.shots)} training images "
+                f"per class, but the smallest class of {fs.dataset!r} has {smallest}"
+            )
+        rng = np.random.default_rng(self.seed)
+        x_train, x_test = _unit(train.features), _unit(test.features)
+        k_classes = len(fs.class_names)
+        self.scores_ = {}
+        for shots in self.shots:
+            per_draw: dict[str, list[float]] = {m: [] for m in METRICS}
+            for _ in range(self.draws):
+                chosen = np.concatenate(
+                    [
+                        rng.choice(np.flatnonzero(train.labels == c), shots, replace=False)
+                        for c in np.unique(train.labels)
+                    ]
+                )
+                model = LogisticRegression(C=self.C, max_iter=2000)
+                model.fit(x_train[chosen], train.labels[chosen])
+                proba = np.zeros((len(test), k_classes))
+                proba[:, model.classes_] = model.predict_proba(x_test)
+                point = classification_scores(test.labels, proba, n_resamples=1)
+                for metric in METRICS:
+                    per_draw[metric].append(point[metric].value)
+            self.scores_[shots] = {
+                m: _mean_with_ci(np.array(v), len(test), self.confidence, self.seed)
+                for m, v in per_draw.items()
+            }
+        return self
+
+
+def _mean_with_ci(values: np.ndarray, n: int, confidence: float, seed: int) -> Estimate:
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (2000, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
+    return Estimate(float(values.mean()), float(low), float(high), n)
 
 
 class LinearProbe(Probe):
     """Logistic regression on standardised features.
 
     The inverse regularisation strength ``C`` is chosen from ``Cs`` on the ``val`` split when the
-    data has one, else by stratified k-fold cross-validation on the training split; the model is
-    then refitted on train (+ val). ``class_weight="balanced"`` by default, so a majority class
-    cannot win by default.
+    data has one, else by stratified k-fold cross-validation on the training split (one
+    stratified 20% hold-out above ``holdout_above`` training images, where k-fold costs k times
+    more and gains little); the model is then refitted on train (+ val).
+    ``class_weight="balanced"`` by default, so a majority class cannot win by default.
     """
 
     train_splits = ("train", "val")
@@ -129,16 +230,20 @@ class LinearProbe(Probe):
         *,
         balanced: bool = True,
         folds: int = 5,
+        holdout_above: int = 5000,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.Cs = Cs
         self.balanced = balanced
         self.folds = folds
+        self.holdout_above = holdout_above
 
     def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
         if (train.splits == "val").any():
             cv = PredefinedSplit(np.where(train.splits == "val", 0, -1))
+        elif len(train) > self.holdout_above:
+            cv = StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=self.seed)
         else:
             smallest = np.bincount(train.labels)[np.unique(train.labels)].min()
             cv = StratifiedKFold(

@@ -85,3 +85,66 @@ def bootstrap(
     else:
         low, high = percentile_interval(samples, confidence)
     return Estimate(value, low, high, n)
+
+
+def stratified_subsample(labels: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
+    """Indices of at most ``max_samples`` images, each class kept in proportion (all if fewer)."""
+    labels = np.asarray(labels)
+    if len(labels) <= max_samples:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        take = max(1, round(len(members) * max_samples / len(labels)))
+        keep.append(rng.choice(members, size=min(take, len(members)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Metric of model A minus model B on the same images, with CI and a two-sided p-value."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+
+
+def paired_bootstrap(
+    statistic_a: Callable[[np.ndarray], np.ndarray],
+    statistic_b: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedDifference:
+    """Paired stratified bootstrap of ``A - B``: both models see the same resampled images.
+
+    The p-value is the bootstrap estimate of P(difference has the other sign), doubled
+    (the percentile-interval test that inverts the CI), floored at 1 / (n_resamples + 1).
+    """
+    n = len(labels)
+    identity = np.arange(n)[None, :]
+    observed = float(statistic_a(identity)[0] - statistic_b(identity)[0])
+    idx = stratified_resamples(labels, n_resamples, seed)
+    diffs = statistic_a(idx) - statistic_b(idx)
+    low, high = percentile_interval(diffs, confidence)
+    finite = diffs[np.isfinite(diffs)]
+    tail = min(np.mean(finite <= 0), np.mean(finite >= 0)) if len(finite) else 1.0
+    p_value = float(min(1.0, max(2 * tail, 1 / (n_resamples + 1))))
+    return PairedDifference(observed, low, high, p_value, n)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down; controls the family-wise error rate)."""
+    order = np.argsort(p_values)
+    m = len(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted.tolist()

@@ -22,10 +22,19 @@ MAX_PIXELS = 150_000_000
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 
+COMMON_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
 def is_dicom(path: Path) -> bool:
-    """By extension, or by the ``DICM`` magic at byte 128 (DICOM files often have no extension)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    """By extension, or by the ``DICM`` magic at byte 128 (DICOM files often have no extension).
+
+    Files with a common image extension are not opened to look (it would double the I/O).
+    """
+    suffix = path.suffix.lower()
+    if suffix in DICOM_SUFFIXES:
         return True
+    if suffix in COMMON_IMAGE_SUFFIXES:
+        return False
     try:
         with path.open("rb") as handle:
             handle.seek(128)

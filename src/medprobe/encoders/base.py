@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from medprobe.encoders.spec import EncoderSpec
-from medprobe.encoders.transforms import build_transform
+from medprobe.encoders.transforms import build_geometry, normalize
 from medprobe.errors import MedprobeError
 from medprobe.fingerprint import fingerprint
 
@@ -34,20 +34,24 @@ class Encoder(ABC):
 
     def __init__(self, spec: EncoderSpec) -> None:
         self.spec = spec
-        self._transform = build_transform(spec.preprocessing)
+        self._geometry = build_geometry(spec.preprocessing)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     @property
-    def transform(self):
-        """The picklable image -> tensor transform (what data-loading workers run)."""
-        return self._transform
+    def geometry(self):
+        """The picklable image -> uint8 tensor step (what data-loading workers run)."""
+        return self._geometry
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 batch from :attr:`geometry` -> the float batch :meth:`encode_images` takes."""
+        return normalize(batch, self.spec.preprocessing)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """One RGB image -> the tensor the model sees, per the spec's preprocessing."""
-        return self._transform(image)
+        """One RGB image -> the float tensor the model sees, per the spec's preprocessing."""
+        return self.normalize(self._geometry(image).unsqueeze(0))[0]
 
     @abstractmethod
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
@@ -97,6 +101,10 @@ class TorchEncoder(Encoder):
         self.precision = "fp32"
         if self.device.type == "cuda":  # conv nets run faster channels-last on GPU
             self.module = self.module.to(memory_format=torch.channels_last)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        # On a GPU the uint8 batch is moved first and normalised there.
+        return super().normalize(batch.to(self.device, non_blocking=True))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The model call; subclasses pick the embedding (projected / pooled / CLS)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import timm
@@ -11,6 +12,8 @@ from medprobe.encoders.base import Encoder, TorchEncoder
 from medprobe.encoders.hub import TIMM_FILES
 from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
 from medprobe.encoders.spec import EncoderSpec
+
+_TRANSFORMER = re.compile(r"^(vit|deit|beit|eva|swin)")
 
 
 class TimmEncoder(TorchEncoder):
@@ -34,7 +37,12 @@ def build_timm_module(spec: EncoderSpec) -> torch.nn.Module:
             spec.architecture,
             pretrained=False,
             num_classes=head,
-            img_size=spec.preprocessing.image_size,
+            # Transformers take their input size as an argument; CNNs are size-agnostic.
+            **(
+                {"img_size": spec.preprocessing.image_size}
+                if _TRANSFORMER.match(spec.architecture)
+                else {}
+            ),
             **spec.options.get("model_args", {}),
         )
 

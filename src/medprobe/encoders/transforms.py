@@ -22,8 +22,12 @@ def _pad_to_square(image: Image.Image) -> Image.Image:
     return ImageOps.pad(image, (side, side), color=(0, 0, 0), centering=(0.5, 0.5))
 
 
-def build_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB image -> normalised float32 tensor [3, S, S], exactly as ``pre`` says."""
+def build_geometry(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL RGB image -> uint8 tensor [3, S, S]: the resize/crop/pad part of ``pre``.
+
+    Data-loading workers run this; images cross process boundaries as uint8 (4x smaller than
+    float32) and are normalised batch-wise where the model runs (see :func:`normalize`).
+    """
     size = pre.image_size
     interpolation = _INTERPOLATION[pre.interpolation]
     geometry: list[Callable] = []
@@ -34,11 +38,11 @@ def build_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]
         geometry = [T.Resize((size, size), interpolation=interpolation)]
     else:  # pad: keep the whole image and its aspect ratio
         geometry = [_pad_to_square, T.Resize((size, size), interpolation=interpolation)]
-    return T.Compose(
-        [
-            *geometry,
-            T.ToImage(),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(mean=list(pre.mean), std=list(pre.std)),
-        ]
-    )
+    return T.Compose([*geometry, T.ToImage()])
+
+
+def normalize(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
+    """uint8 ``[N, 3, S, S]`` -> float32 scaled to [0, 1], minus mean, over std (per channel)."""
+    mean = torch.tensor(pre.mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    return (batch.to(torch.float32) / 255.0 - mean) / std

@@ -74,8 +74,10 @@ def _collate(items):
 
 
 def default_workers() -> int:
-    """Decoding workers: all cores but one for the model, at most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    """Decoding workers: all cores but one for the model, at most 8. On two cores or fewer the
+    model already uses every core, and a worker only adds contention (measured: slower)."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores - 1)
 
 
 @dataclass
@@ -93,7 +95,7 @@ class _Batches:
     def __iter__(self) -> Iterator[tuple[list[int], torch.Tensor | None, list[SkippedRecord]]]:
         workers = self.num_workers if len(self.indices) > self.batch_size else 0
         loader = DataLoader(
-            _Preprocessed(self.dataset, self.encoder.transform, self.overlay, self.indices),
+            _Preprocessed(self.dataset, self.encoder.geometry, self.overlay, self.indices),
             batch_size=self.batch_size,
             num_workers=workers,
             collate_fn=_collate,
@@ -136,7 +138,7 @@ def _fit_if_needed(encoder: Encoder, dataset: Dataset, overlay, batch_size, work
     ]
     if not tensors:
         raise MedprobeError(f"no usable training image in dataset {dataset.name!r} to fit on")
-    encoder.fit(torch.cat(tensors))
+    encoder.fit(encoder.normalize(torch.cat(tensors)))
 
 
 class _Subset(Dataset):
@@ -245,6 +247,7 @@ def _meta(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None) -> d
         "weights_source": encoder.weights_source,
         "dataset_fingerprint": dataset.fingerprint(),
         "modality": dataset.modality,
+        "prompts": list(dataset.prompts),
         "overlay": overlay.describe() if overlay is not None else None,
     }
 
@@ -336,7 +339,7 @@ def _run(
         batches = ray_batches(encoder, dataset, overlay, indices, batch_size)
     elif engine == "local":
         batches = (
-            (idx, encoder.encode_images(b) if b is not None else None, bad)
+            (idx, encoder.encode_images(encoder.normalize(b)) if b is not None else None, bad)
             for idx, b, bad in _Batches(dataset, encoder, overlay, indices, batch_size, workers)
         )
     else:

@@ -42,7 +42,7 @@ class _RayEncoder:
                 image = self.dataset.load_image(record)
                 if self.overlay is not None:
                     image = self.overlay(image, record, index)
-                tensors.append(self.encoder.preprocess(image))
+                tensors.append(self.encoder.geometry(image))
                 good.append(True)
                 errors.append("")
             except BadImageError as exc:
@@ -51,7 +51,8 @@ class _RayEncoder:
         dim = self.encoder.spec.embed_dim
         features = np.zeros((len(good), dim), np.float32)
         if tensors:
-            features[np.array(good)] = self.encoder.encode_images(torch.stack(tensors))
+            batch_in = self.encoder.normalize(torch.stack(tensors))
+            features[np.array(good)] = self.encoder.encode_images(batch_in)
         return {
             "index": batch["index"],
             "features": features,

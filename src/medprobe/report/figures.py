@@ -53,9 +53,16 @@ def embedding_grid(views: Sequence[View], dataset: str) -> go.Figure:
     return fig
 
 
-def metric_bars(results: pd.DataFrame, analysis: str, metric: str, title: str) -> go.Figure:
-    """Bars per dataset x encoder with 95% CI error bars."""
-    rows = results[(results.analysis == analysis) & (results.metric == metric)]
+def metric_bars(
+    results: pd.DataFrame, analysis: str, metric: str, title: str, params: str = ""
+) -> go.Figure:
+    """Bars per dataset x encoder with 95% CI error bars (rows whose params start with
+    ``params``, e.g. ``k=10`` for one kNN setting)."""
+    rows = results[
+        (results.analysis == analysis)
+        & (results.metric == metric)
+        & results.params.str.startswith(params)
+    ]
     fig = go.Figure()
     for i, (encoder, group) in enumerate(rows.groupby("encoder", sort=False)):
         fig.add_trace(

@@ -19,11 +19,12 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 
+#: (analysis, metric, params prefix) of the summary columns and bar charts.
 KEY_METRICS = (
-    ("separability", "silhouette_cosine"),
-    ("knn", "balanced_accuracy"),
-    ("linear_probe", "balanced_accuracy"),
-    ("linear_probe", "auroc"),
+    ("separability", "silhouette_cosine", ""),
+    ("knn", "balanced_accuracy", "k=10"),
+    ("linear_probe", "balanced_accuracy", ""),
+    ("linear_probe", "auroc", ""),
 )
 
 
@@ -35,12 +36,16 @@ def _figure_html(fig) -> str:
 
 def _summary_table(outcome: StudyOutcome) -> tuple[list[str], list[list[str]]]:
     frame = outcome.results
-    header = ["dataset", "encoder", "domain"] + [f"{a}: {m}" for a, m in KEY_METRICS]
+    header = ["dataset", "encoder", "domain"] + [f"{a}: {m}" for a, m, _ in KEY_METRICS]
     body = []
     for (dataset, encoder), group in frame.groupby(["dataset", "encoder"], sort=False):
         cells = [dataset, encoder, str(group.domain.iloc[0])]
-        for analysis, metric in KEY_METRICS:
-            hit = group[(group.analysis == analysis) & (group.metric == metric)]
+        for analysis, metric, params in KEY_METRICS:
+            hit = group[
+                (group.analysis == analysis)
+                & (group.metric == metric)
+                & group.params.str.startswith(params)
+            ]
             if hit.empty:
                 cells.append("-")
             else:
@@ -61,10 +66,14 @@ def render_report(outcome: StudyOutcome) -> str:
         "bars": [
             _figure_html(
                 metric_bars(
-                    outcome.results, a, m, f"{a.replace('_', ' ')}: {m.replace('_', ' ')} (95% CI)"
+                    outcome.results,
+                    a,
+                    m,
+                    f"{a.replace('_', ' ')} {p}: {m.replace('_', ' ')} (95% CI)".replace("  ", " "),
+                    params=p,
                 )
             )
-            for a, m in KEY_METRICS
+            for a, m, p in KEY_METRICS
         ],
     }
     return _ENV.get_template("report.html.j2").render(

@@ -1,0 +1,73 @@
+"""Zero-shot classification with prompt ensembles (CLIP's protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+
+from medprobe.analysis.probes import classification_scores
+from medprobe.encoders.base import Encoder
+from medprobe.errors import MedprobeError
+from medprobe.features.featureset import FeatureSet
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def class_text_embeddings(
+    encoder: Encoder, class_names: Sequence[str], templates: Sequence[str]
+) -> np.ndarray:
+    """``[K, D]``: per class, the mean of its L2-normalised prompt embeddings, re-normalised."""
+    rows = []
+    for name in class_names:
+        texts = [t.format(name) for t in templates]
+        rows.append(unit_rows(encoder.encode_texts(texts)).mean(axis=0))
+    return unit_rows(np.stack(rows))
+
+
+class ZeroShot:
+    """Classify by cosine similarity between images and class prompt ensembles.
+
+    ``templates`` default to the dataset's (from the FeatureSet's provenance). Scored on the test
+    split when there is one (comparable with the probes), else on every image.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        templates: Sequence[str] | None = None,
+        *,
+        n_resamples: int = 1000,
+        confidence: float = 0.95,
+        seed: int = 0,
+    ) -> None:
+        self.encoder = encoder
+        self.templates = templates
+        self.n_resamples = n_resamples
+        self.confidence = confidence
+        self.seed = seed
+
+    def fit(self, fs: FeatureSet) -> Self:
+        fs.check_finite()
+        if not self.encoder.has_text:
+            raise MedprobeError(f"zero-shot needs a text encoder; {self.encoder.name} has none")
+        templates = list(self.templates or fs.meta.get("prompts") or ["a photo of {}."])
+        evaluated = fs.split("test") if (fs.splits == "test").any() else fs
+        self.text_embeddings_ = class_text_embeddings(self.encoder, fs.class_names, templates)
+        self.logits_ = 100.0 * unit_rows(evaluated.features) @ self.text_embeddings_.T
+        shifted = np.exp(self.logits_ - self.logits_.max(axis=1, keepdims=True))
+        self.y_score_ = shifted / shifted.sum(axis=1, keepdims=True)
+        self.y_true_ = evaluated.labels
+        self.y_pred_ = self.logits_.argmax(axis=1)
+        self.scores_ = classification_scores(
+            self.y_true_,
+            self.y_score_,
+            n_resamples=self.n_resamples,
+            confidence=self.confidence,
+            seed=self.seed,
+        )
+        return self

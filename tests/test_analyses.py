@@ -1,0 +1,365 @@
+"""Known-answer and reference checks of every analysis."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import special_ortho_group
+from sklearn import metrics as skm
+
+from medprobe.analysis import (
+    CrossModel,
+    Embedding2D,
+    FewShotProbe,
+    Geometry,
+    KNNProbe,
+    LinearProbe,
+    Separability,
+    ZeroShot,
+    holm,
+    linear_cka,
+    mutual_knn,
+    paired_bootstrap,
+)
+from medprobe.analysis import metrics as mm
+from medprobe.analysis.probes import faiss_neighbours, knn_vote
+from medprobe.analysis.separability import fisher_ratio
+from medprobe.analysis.similarity import _hsic_unbiased_linear
+from medprobe.analysis.stats import bootstrap
+from medprobe.errors import MedprobeError
+from medprobe.features import FeatureSet
+
+
+def gaussian_fs(
+    separation: float,
+    n: int = 400,
+    dim: int = 16,
+    classes: int = 2,
+    seed: int = 0,
+    encoder: str = "g",
+    ids=None,
+) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centres = np.zeros((classes, dim))
+    for c in range(classes):
+        centres[c, c % dim] = separation
+    x = rng.standard_normal((n, dim)) + centres[labels]
+    splits = np.where(rng.random(n) < 0.3, "test", "train")
+    return FeatureSet(
+        features=x.astype(np.float32),
+        labels=labels,
+        ids=np.array(ids if ids is not None else [f"img{i}" for i in range(n)]),
+        splits=splits,
+        class_names=[f"c{i}" for i in range(classes)],
+        encoder=encoder,
+        dataset="gauss",
+    )
+
+
+# ------------------------------------------------------------------------------- separability
+
+
+def test_separation_orders_every_measure():
+    low, high = gaussian_fs(1.0), gaussian_fs(4.0)
+    s_low, s_high = (
+        Separability(n_resamples=50).fit(low).scores_,
+        Separability(n_resamples=50).fit(high).scores_,
+    )
+    for metric in (
+        "silhouette_cosine",
+        "silhouette_euclidean",
+        "calinski_harabasz",
+        "fisher_ratio",
+        "kmeans_nmi",
+        "kmeans_ari",
+    ):
+        assert s_high[metric].value > s_low[metric].value, metric
+    assert s_high["davies_bouldin"].value < s_low["davies_bouldin"].value
+    k_low = KNNProbe(k=10).fit(low).scores_["accuracy"].value
+    k_high = KNNProbe(k=10).fit(high).scores_["accuracy"].value
+    assert k_high > k_low and k_high > 0.95
+
+
+def test_fisher_ratio_known_answer():
+    # Two classes at +-d/2 along one axis, unit variance in D dims: Sb/n = d^2/4, Sw/n = D.
+    d, dim = 3.0, 8
+    rng = np.random.default_rng(1)
+    n = 20000
+    labels = np.arange(n) % 2
+    x = rng.standard_normal((n, dim))
+    x[:, 0] += np.where(labels == 1, d / 2, -d / 2)
+    assert fisher_ratio(x, labels) == pytest.approx(d**2 / 4 / dim, rel=0.03)
+
+
+def test_separability_matches_sklearn():
+    fs = gaussian_fs(2.0, n=200)
+    scores = Separability(n_resamples=20).fit(fs).scores_
+    x = fs.features.astype(np.float64)
+    assert scores["silhouette_cosine"].value == pytest.approx(
+        skm.silhouette_score(x, fs.labels, metric="cosine")
+    )
+    assert scores["davies_bouldin"].value == pytest.approx(skm.davies_bouldin_score(x, fs.labels))
+    assert scores["calinski_harabasz"].value == pytest.approx(
+        skm.calinski_harabasz_score(x, fs.labels)
+    )
+
+
+# --------------------------------------------------------------------------------- metrics
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 5), st.integers(0, 10_000))
+def test_vectorised_metrics_equal_sklearn(k, seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    y = rng.integers(0, k, n)
+    y[:k] = np.arange(k)  # every class present
+    scores = rng.random((n, k))
+    pred = scores.argmax(axis=1)
+    idx = np.arange(n)[None, :]
+    cm = mm.confusion_counts(y, pred, idx, k)
+    assert mm.accuracy(cm)[0] == pytest.approx(skm.accuracy_score(y, pred))
+    assert mm.balanced_accuracy(cm)[0] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert mm.macro_f1(cm)[0] == pytest.approx(
+        skm.f1_score(y, pred, average="macro", labels=np.unique(np.r_[y, pred]))
+    )
+    proba = scores / scores.sum(axis=1, keepdims=True)
+    expected = (
+        skm.roc_auc_score(y, proba[:, 1])
+        if k == 2
+        else skm.roc_auc_score(y, proba, multi_class="ovr", average="macro")
+    )
+    assert mm.auroc_ovr(y, proba, idx)[0] == pytest.approx(expected)
+
+
+def test_bootstrap_ci_coverage():
+    """95% CIs of an accuracy cover the true value in 90-98% of repeated simulated studies."""
+    rng = np.random.default_rng(0)
+    true_acc, n, repeats, covered = 0.8, 150, 300, 0
+    y = np.arange(n) % 2
+    for r in range(repeats):
+        correct = rng.random(n) < true_acc
+        pred = np.where(correct, y, 1 - y)
+        est = bootstrap(
+            lambda idx, p=pred: mm.accuracy(mm.confusion_counts(y, p, idx, 2)),
+            y,
+            n_resamples=400,
+            seed=r,
+        )
+        covered += est.ci_low <= true_acc <= est.ci_high
+    assert 0.90 <= covered / repeats <= 0.98
+
+
+def test_paired_bootstrap_and_holm():
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 2
+    good = np.where(rng.random(300) < 0.9, y, 1 - y)
+    bad = np.where(rng.random(300) < 0.6, y, 1 - y)
+
+    def acc(pred):
+        return lambda idx: mm.accuracy(mm.confusion_counts(y, pred, idx, 2))
+
+    diff = paired_bootstrap(acc(good), acc(bad), y, n_resamples=1000)
+    assert diff.difference > 0.2 and diff.ci_low > 0 and diff.p_value < 0.01
+    same = paired_bootstrap(acc(good), acc(good), y, n_resamples=200)
+    assert same.difference == 0 and same.p_value == 1.0
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+# ------------------------------------------------------------------------------------ probes
+
+
+def test_faiss_knn_equals_sklearn():
+    fs = gaussian_fs(1.5, n=600, dim=32, classes=3)
+    exact = KNNProbe(k=7, faiss_threshold=float("inf")).fit(fs)
+    fast = KNNProbe(k=7, faiss_threshold=0).fit(fs)
+    np.testing.assert_allclose(exact.y_score_, fast.y_score_)
+    assert knn_vote(np.array([[0, 1, 2]]), np.array([1, 1, 0])).tolist() == [[1 / 3, 2 / 3]]
+    assert faiss_neighbours(np.eye(3), np.eye(3), 1)[:, 0].tolist() == [0, 1, 2]
+
+
+def test_linear_probe_and_few_shot():
+    fs = gaussian_fs(3.0, n=300, classes=3)
+    lp = LinearProbe().fit(fs)
+    assert lp.scores_["balanced_accuracy"].value > 0.9 and lp.C_ in lp.Cs
+    few = FewShotProbe(shots=(1, 4, 16), draws=10).fit(fs)
+    assert few.scores_[16]["accuracy"].value > few.scores_[1]["accuracy"].value
+    est = few.scores_[4]["balanced_accuracy"]
+    assert est.ci_low <= est.value <= est.ci_high
+    with pytest.raises(MedprobeError, match="few-shot with 500 shots"):
+        FewShotProbe(shots=(500,)).fit(fs)
+
+
+def test_bad_inputs_are_named():
+    fs = gaussian_fs(2.0, n=100)
+    broken = np.array(fs.features)
+    broken[3, 0] = np.nan
+    nan_fs = FeatureSet(broken, fs.labels, fs.ids, fs.splits, fs.class_names, "g", "gauss")
+    for analyser in (Separability(), KNNProbe(), LinearProbe(), Geometry()):
+        with pytest.raises(MedprobeError, match="NaN or inf"):
+            analyser.fit(nan_fs)
+    single = fs.subset(fs.labels == 0)
+    with pytest.raises(MedprobeError, match="fewer than 2 classes"):
+        Separability().fit(single)
+    with pytest.raises(MedprobeError, match="fewer than 2 classes"):
+        KNNProbe().fit(single)
+    other = gaussian_fs(2.0, n=100, ids=[f"other{i}" for i in range(100)], encoder="h")
+    with pytest.raises(MedprobeError, match="different images"):
+        CrossModel().fit([fs, other])
+
+
+# ------------------------------------------------------------------------- cross-model
+
+
+def test_cka_known_answers():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 64))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, x, unbiased=False) == pytest.approx(1.0)
+    rotated = 3.7 * x @ special_ortho_group.rvs(64, random_state=1)
+    assert linear_cka(x, rotated) == pytest.approx(1.0)
+    assert linear_cka(x, rotated, unbiased=False) == pytest.approx(1.0)
+    independent = rng.standard_normal((500, 256))
+    wide = rng.standard_normal((500, 256))
+    assert abs(linear_cka(wide, independent)) < 0.05
+    assert linear_cka(wide, independent, unbiased=False) > 0.2  # the biased estimator is inflated
+
+
+def test_unbiased_hsic_equals_the_gram_formula():
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((30, 5)), rng.standard_normal((30, 7))
+    n = 30
+    k, lm = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(lm, 0)
+    one = np.ones(n)
+    expected = (
+        np.trace(k @ lm)
+        + (one @ k @ one) * (one @ lm @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ k @ lm @ one
+    ) / (n * (n - 3))
+    assert _hsic_unbiased_linear(x, y) == pytest.approx(expected)
+
+
+def test_mutual_knn_and_cross_model_matrix():
+    fs = gaussian_fs(2.0, n=120)
+    assert mutual_knn(fs.features, fs.features, k=5) == pytest.approx(1.0)
+    shuffled = np.random.default_rng(0).permutation(len(fs))
+    copy = fs.subset(shuffled)  # same images, other order
+    copy = FeatureSet(
+        copy.features, copy.labels, copy.ids, copy.splits, copy.class_names, "copy", "gauss"
+    )
+    noise = gaussian_fs(0.0, n=120, seed=5, encoder="noise")
+    cross = CrossModel().fit([fs, copy, noise])
+    assert cross.cka_[0, 1] == pytest.approx(1.0) and cross.mutual_knn_[0, 1] == pytest.approx(1.0)
+    assert abs(cross.cka_[0, 2]) < 0.2 and cross.mutual_knn_[0, 2] < 0.3
+    np.testing.assert_allclose(cross.cka_, cross.cka_.T)
+
+
+# ------------------------------------------------------------------------------ geometry
+
+
+def test_geometry_known_answers():
+    rng = np.random.default_rng(0)
+    n = 2000
+    plane = np.zeros((n, 10))
+    plane[:, :2] = rng.standard_normal((n, 2))
+    labels = np.arange(n) % 2
+    fs = FeatureSet(
+        plane.astype(np.float32),
+        labels,
+        np.array([str(i) for i in range(n)]),
+        np.array(["train"] * n),
+        ["a", "b"],
+        "g",
+        "plane",
+    )
+    scores = Geometry(n_resamples=20).fit(fs).scores_
+    assert scores["effective_rank"].value == pytest.approx(2.0, abs=0.1)
+    twonn = scores["intrinsic_dimension_twonn"]
+    assert twonn.ci_low < 2.0 < twonn.ci_high or twonn.value == pytest.approx(2.0, rel=0.1)
+    assert abs(scores["anisotropy"].value) < 0.05
+    shifted = FeatureSet(
+        plane.astype(np.float32) + 10, labels, fs.ids, fs.splits, ["a", "b"], "g", "plane"
+    )
+    assert Geometry(n_resamples=20).fit(shifted).scores_["anisotropy"].value > 0.9
+    text = np.ones((2, 10))
+    gap = Geometry(n_resamples=20).fit(shifted, text_embeddings=text).scores_["modality_gap"]
+    assert gap.value == pytest.approx(0.0, abs=0.05)
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne", "umap"])
+def test_2d_views_are_seeded(method):
+    fs = gaussian_fs(3.0, n=150)
+    a = Embedding2D(method, seed=0).fit(fs).embedding_
+    b = Embedding2D(method, seed=0).fit(fs).embedding_
+    assert a.shape == (150, 2)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    sub = Embedding2D("pca", max_points=50).fit(fs)
+    assert len(sub.index_) == 50 and len(sub.embedding_) == 50
+
+
+# ------------------------------------------------------------------------------ zero-shot
+
+
+def _tiny_open_clip(folder):
+    import open_clip
+    import torch
+
+    config = {
+        "model_cfg": {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+            "text_cfg": {
+                "context_length": 77,
+                "vocab_size": 49408,
+                "width": 64,
+                "heads": 4,
+                "layers": 2,
+            },
+        },
+        "preprocess_cfg": {},
+    }
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    return model.eval()
+
+
+def test_zero_shot_equals_logits_by_hand(tmp_path):
+    import open_clip
+    import torch
+
+    from medprobe.datasets import synthetic
+    from medprobe.encoders import create_encoder
+    from medprobe.features import extract
+
+    model = _tiny_open_clip(tmp_path / "clip")
+    encoder = create_encoder(f"local:{tmp_path / 'clip'}", domain="general")
+    ds = synthetic("dermoscopy", 30, size=48)
+    fs = extract(encoder, ds, show_progress=False)
+    zs = ZeroShot(encoder).fit(fs)
+
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{tmp_path / 'clip'}")
+    test = [r for r in ds if r.split == "test"]
+    with torch.inference_mode():
+        image = model.encode_image(
+            torch.stack([encoder.preprocess(ds.load_image(r)) for r in test])
+        )
+        image = image / image.norm(dim=-1, keepdim=True)
+        classes = []
+        for name in ds.class_names:
+            t = model.encode_text(tokenizer([p.format(name) for p in ds.prompts]))
+            t = (t / t.norm(dim=-1, keepdim=True)).mean(0)
+            classes.append(t / t.norm())
+        logits = 100 * image @ torch.stack(classes).T
+    assert zs.y_pred_.tolist() == logits.argmax(1).tolist()
+    np.testing.assert_allclose(zs.logits_, logits.numpy(), atol=1e-3)
+    assert set(zs.scores_) == {"accuracy", "balanced_accuracy", "macro_f1", "auroc"}
