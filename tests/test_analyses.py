@@ -363,3 +363,24 @@ def test_zero_shot_equals_logits_by_hand(tmp_path):
     assert zs.y_pred_.tolist() == logits.argmax(1).tolist()
     np.testing.assert_allclose(zs.logits_, logits.numpy(), atol=1e-3)
     assert set(zs.scores_) == {"accuracy", "balanced_accuracy", "macro_f1", "auroc"}
+
+
+def test_vectorised_cluster_indices_equal_sklearn_on_resamples():
+    from medprobe.analysis.separability import (
+        calinski_harabasz_resampled,
+        davies_bouldin_resampled,
+        fisher_ratio_resampled,
+    )
+    from medprobe.analysis.stats import stratified_resamples
+
+    fs = gaussian_fs(1.5, n=120, dim=6, classes=3)
+    x, y = fs.features.astype(np.float64), fs.labels
+    idx = stratified_resamples(y, 5, seed=0)
+    for b, row in enumerate(idx):
+        assert davies_bouldin_resampled(x, y, idx)[b] == pytest.approx(
+            skm.davies_bouldin_score(x[row], y[row])
+        )
+        assert calinski_harabasz_resampled(x, y, idx)[b] == pytest.approx(
+            skm.calinski_harabasz_score(x[row], y[row])
+        )
+        assert fisher_ratio_resampled(x, y, idx)[b] == pytest.approx(fisher_ratio(x[row], y[row]))

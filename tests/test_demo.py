@@ -90,10 +90,11 @@ def test_results_table_is_tidy(outcome):
 
 def test_outputs_are_written(outcome, tmp_path):
     files = write_outputs(outcome, tmp_path)
-    assert set(files) == {"results.csv", "results.parquet", "report.html"}
+    assert set(files) == {"results.csv", "results.parquet", "report.html", "figures"}
     assert pd.read_parquet(files["results.parquet"]).shape == outcome.results.shape
     assert pd.read_csv(files["results.csv"]).shape == outcome.results.shape
     html = files["report.html"].read_text()
     assert "<script src=" not in html  # self-contained: no CDN
-    assert html.count('class="figure plot"') >= 2 + 4
+    assert html.count('class="figure plot"') >= 1 + 3 + 2  # views, metric bars, CKA heatmaps
+    assert any(p.suffix == ".pdf" for p in files["figures"].iterdir())
     assert "pixels" in html and "32px squash" in html  # encoders named with preprocessing

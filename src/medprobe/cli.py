@@ -84,6 +84,114 @@ def demo(
         output.print(f"wrote {name}: {path}")
 
 
+@app.command("run")
+def run_command(
+    study: Annotated[str, typer.Argument(help="A study YAML file, or demo / paper-2601.14774.")],
+    out: Annotated[Path, typer.Option(help="Folder for results, figures, report, run.json.")],
+    data_root: Annotated[
+        Path | None, typer.Option(help="Folder that relative dataset paths start from.")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option(help="Download missing weights from the hub instead of stopping.")
+    ] = False,
+) -> None:
+    """Run a whole study (models x datasets x analyses); rerun to resume."""
+    from medprobe.study.config import load_config
+    from medprobe.study.preflight import preflight
+
+    config = load_config(study)
+    if data_root is not None:
+        config = config.model_copy(update={"base_dir": str(data_root.expanduser())})
+    missing = preflight(config, download=download)
+    if missing:
+        console.print(
+            f"[bold red]error:[/] {config.name} cannot run: {len(missing)} thing(s) "
+            "missing; download or fix these, then run again:",
+            highlight=False,
+        )
+        for line in missing:
+            console.print(f"  - {line}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    writable_dir(out)
+    from medprobe.report.html import write_report  # heavy imports only once we know we can run
+    from medprobe.study.runner import run_study
+
+    outcome = run_study(config, out)
+    files = write_report(outcome, out)
+    failed = outcome.results[outcome.results.analysis == "error"]
+    output.print(f"{len(outcome.results)} result rows, {len(failed)} failed model/dataset pairs")
+    for name, path in {
+        "results.csv": out / "results.csv",
+        **files,
+        "run.json": out / "run.json",
+    }.items():
+        output.print(f"wrote {name}: {path}")
+
+
+@app.command("report")
+def report_command(out: Annotated[Path, typer.Argument(help="A study output folder.")]) -> None:
+    """Rebuild report.html and figures/ from a study's stored results."""
+    from medprobe.report.html import write_report
+    from medprobe.study.runner import load_outcome
+
+    files = write_report(load_outcome(out), out)
+    for name, path in files.items():
+        output.print(f"wrote {name}: {path}")
+
+
+@app.command("compare")
+def compare_command(
+    out: Annotated[Path, typer.Argument(help="A study output folder.")],
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+) -> None:
+    """Rank models by linear-probe balanced accuracy (95% CI); paired tests; medical vs general."""
+    from rich.table import Table
+
+    from medprobe.study.compare import compare
+
+    for comparison in compare(out, n_resamples=positive(resamples, "--resamples")):
+        table = Table(
+            "rank",
+            "model",
+            "domain",
+            "balanced accuracy [95% CI]",
+            title=f"{comparison.dataset}: linear probe",
+        )
+        for i, row in comparison.ranking.iterrows():
+            table.add_row(
+                str(i + 1),
+                row.encoder,
+                row.domain,
+                f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+            )
+        output.print(table)
+        pairs = Table(
+            "A",
+            "B",
+            "A - B [95% CI]",
+            "p",
+            "p (Holm)",
+            title="paired bootstrap on the same test images",
+        )
+        for row in comparison.pairs.itertuples():
+            pairs.add_row(
+                row.a,
+                row.b,
+                f"{row.difference:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]",
+                f"{row.p_value:.4f}",
+                f"{row.p_holm:.4f}",
+            )
+        output.print(pairs)
+        d = comparison.domains
+        if d is not None:
+            output.print(
+                f"medical - general (mean per-image correctness): {d.difference:+.3f} "
+                f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}], p = {d.p_value:.4f}"
+            )
+        else:
+            output.print("medical vs general: needs at least one model of each domain")
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write <class>/<id>.png and manifest.csv.")],

@@ -1,44 +1,34 @@
-"""``medprobe demo``: the whole pipeline on the synthetic testbed, offline, in minutes."""
+"""``medprobe demo``: the bundled ``demo`` study, offline, in minutes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from medprobe.datasets.base import Dataset
-from medprobe.datasets.synthetic import synthetic
-from medprobe.study import StudyOutcome, run_grid, write_outputs
-
-DEMO_ENCODERS = ("pixels", "handcrafted", "random-vit")
-
-
-def demo_datasets(n: int, size: int) -> list[Dataset]:
-    """Two modalities with signal, and a negative control whose labels carry no signal."""
-    return [
-        synthetic("dermoscopy", n, difficulty="easy", size=size, name="synthetic-dermoscopy-easy"),
-        synthetic(
-            "ultrasound", n, difficulty="medium", size=size, name="synthetic-ultrasound-medium"
-        ),
-        synthetic(
-            "dermoscopy", n, difficulty="none", size=size, name="synthetic-dermoscopy-nosignal"
-        ),
-    ]
+from medprobe.study import StudyOutcome
+from medprobe.study.config import load_config
+from medprobe.study.runner import run_study
 
 
 def run_demo(
     out: Path,
     *,
-    n: int = 150,
-    size: int = 128,
-    encoders: tuple[str, ...] = DEMO_ENCODERS,
+    n: int | None = None,
+    size: int | None = None,
     seed: int = 0,
     show_progress: bool = True,
 ) -> tuple[StudyOutcome, dict[str, Path]]:
-    """Run the demo study and write results.csv, results.parquet and report.html to ``out``."""
-    outcome = run_grid(
-        encoders,
-        demo_datasets(n, size),
-        seed=seed,
-        title="medprobe demo: synthetic lesions",
-        show_progress=show_progress,
+    """Run the bundled demo study (optionally with ``n`` images of ``size`` px per dataset) and
+    write results.csv, results.parquet, report.html, figures/ and run.json to ``out``."""
+    from medprobe.report.html import write_report
+
+    config = load_config("demo")
+    overrides = {k: v for k, v in (("n", n), ("size", size)) if v is not None}
+    datasets = [
+        d.model_copy(update={"synthetic": {**d.synthetic, **overrides}}) for d in config.datasets
+    ]
+    config = config.model_copy(
+        update={"datasets": datasets, "seed": seed, "cache": str(out / "cache")}
     )
-    return outcome, write_outputs(outcome, out)
+    outcome = run_study(config, out, show_progress=show_progress)
+    files = write_report(outcome, out)
+    return outcome, files

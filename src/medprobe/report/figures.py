@@ -1,56 +1,12 @@
-"""Plotly figures of a study: feature-distribution grids and metric bars with CIs."""
+"""Plotly figures of a study for the HTML report: metric bars with CIs."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
-
-from medprobe.study import View
 
 PALETTE = qualitative.Safe
-
-
-def embedding_grid(views: Sequence[View], dataset: str) -> go.Figure:
-    """One panel per encoder: the 2-D view of its features on ``dataset``, coloured by class."""
-    panels = [v for v in views if v.dataset == dataset]
-    fig = make_subplots(
-        rows=1,
-        cols=len(panels),
-        subplot_titles=[v.encoder for v in panels],
-        horizontal_spacing=0.04,
-    )
-    classes = sorted({label for v in panels for label in v.labels})
-    for col, view in enumerate(panels, start=1):
-        for i, cls in enumerate(classes):
-            members = [j for j, label in enumerate(view.labels) if label == cls]
-            fig.add_trace(
-                go.Scattergl(
-                    x=[view.coords[j][0] for j in members],
-                    y=[view.coords[j][1] for j in members],
-                    mode="markers",
-                    name=cls,
-                    legendgroup=cls,
-                    showlegend=col == 1,
-                    marker={"size": 6, "color": PALETTE[i % len(PALETTE)], "opacity": 0.8},
-                    customdata=[[view.ids[j], cls] for j in members],
-                    hovertemplate="%{customdata[0]}<br>class: %{customdata[1]}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-        fig.update_xaxes(showticklabels=False, row=1, col=col)
-        fig.update_yaxes(showticklabels=False, row=1, col=col)
-    fig.update_layout(
-        height=340,
-        margin={"l": 20, "r": 20, "t": 50, "b": 20},
-        template="plotly_white",
-        legend={"title": "class"},
-    )
-    return fig
 
 
 def metric_bars(

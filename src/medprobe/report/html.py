@@ -1,16 +1,26 @@
-"""The self-contained HTML report: one file, plotly.js inlined, no network access."""
+"""The self-contained HTML report: one file, plotly.js inlined, no network access.
+
+Interactive parts (view selector, hover thumbnails, sortable tables) are plain JavaScript over
+JSON embedded in the page; every user-provided string reaches the page either through Jinja's
+autoescaping or as JSON with ``<``, ``>`` and ``&`` escaped, so a label like ``<script>`` is
+shown, never run.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import jinja2
+import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from medprobe._version import __version__
-from medprobe.report.figures import embedding_grid, metric_bars
+from medprobe.report.figures import metric_bars
 from medprobe.study import StudyOutcome
 
 _ENV = jinja2.Environment(
@@ -25,57 +35,104 @@ KEY_METRICS = (
     ("knn", "balanced_accuracy", "k=10"),
     ("linear_probe", "balanced_accuracy", ""),
     ("linear_probe", "auroc", ""),
+    ("zero_shot", "balanced_accuracy", ""),
+    ("few_shot", "balanced_accuracy", "shots=4"),
 )
 
 
-def _figure_html(fig) -> str:
-    # plotly serialises with json; "</" is escaped so data can never close the script tag.
-    html = pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
-    return html
+def safe_json(data: Any) -> str:
+    """JSON that can sit inside a <script> element: no '<', '>' or '&' left to close it."""
+    text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _figure_html(fig: go.Figure) -> str:
+    # plotly serialises data with <, >, / escaped, so figure data cannot close the script tag.
+    return pio.to_html(
+        fig,
+        full_html=False,
+        include_plotlyjs=False,
+        config={"displaylogo": False, "responsive": True},
+    )
+
+
+def _fmt(row) -> str:
+    return f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
 
 
 def _summary_table(outcome: StudyOutcome) -> tuple[list[str], list[list[str]]]:
-    frame = outcome.results
-    header = ["dataset", "encoder", "domain"] + [f"{a}: {m}" for a, m, _ in KEY_METRICS]
+    frame = outcome.results[outcome.results.analysis != "error"]
+    present = [k for k in KEY_METRICS if ((frame.analysis == k[0]) & (frame.metric == k[1])).any()]
+    header = ["dataset", "encoder", "domain"] + [
+        f"{a} {p}: {m}".replace("  ", " ") for a, m, p in present
+    ]
     body = []
     for (dataset, encoder), group in frame.groupby(["dataset", "encoder"], sort=False):
         cells = [dataset, encoder, str(group.domain.iloc[0])]
-        for analysis, metric, params in KEY_METRICS:
+        for analysis, metric, params in present:
             hit = group[
                 (group.analysis == analysis)
                 & (group.metric == metric)
                 & group.params.str.startswith(params)
             ]
-            if hit.empty:
-                cells.append("-")
-            else:
-                r = hit.iloc[0]
-                cells.append(f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]")
+            cells.append(_fmt(hit.iloc[0]) if not hit.empty else "-")
         body.append(cells)
     return header, body
 
 
-def render_report(outcome: StudyOutcome) -> str:
-    """The report as one HTML string."""
-    datasets = [d["name"] for d in outcome.datasets]
-    header, body = _summary_table(outcome)
-    figures = {
-        "embeddings": [
-            (name, _figure_html(embedding_grid(outcome.views, name))) for name in datasets
-        ],
-        "bars": [
-            _figure_html(
-                metric_bars(
-                    outcome.results,
-                    a,
-                    m,
-                    f"{a.replace('_', ' ')} {p}: {m.replace('_', ' ')} (95% CI)".replace("  ", " "),
-                    params=p,
-                )
+def _heatmaps(outcome: StudyOutcome) -> list[tuple[str, str]]:
+    sim = outcome.results[
+        (outcome.results.analysis == "similarity")
+        & (outcome.results.metric == "linear_cka_unbiased")
+    ]
+    out = []
+    for dataset, group in sim.groupby("dataset", sort=False):
+        names = list(dict.fromkeys(group.encoder))
+        matrix = [[1.0 if a == b else None for b in names] for a in names]
+        for row in group.itertuples():
+            other = row.params.removeprefix("vs=")
+            if other in names:
+                matrix[names.index(row.encoder)][names.index(other)] = round(row.value, 4)
+        fig = go.Figure(
+            go.Heatmap(
+                z=matrix,
+                x=names,
+                y=names,
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                texttemplate="%{z:.2f}",
             )
-            for a, m, p in KEY_METRICS
-        ],
-    }
+        )
+        fig.update_layout(
+            height=120 + 40 * len(names),
+            template="plotly_white",
+            margin={"l": 20, "r": 20, "t": 30, "b": 20},
+            title="linear CKA (unbiased)",
+        )
+        out.append((dataset, _figure_html(fig)))
+    return out
+
+
+def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = None) -> str:
+    """The report as one HTML string."""
+    header, body = _summary_table(outcome)
+    bars = [
+        _figure_html(
+            metric_bars(
+                outcome.results,
+                a,
+                m,
+                f"{a.replace('_', ' ')} {p}: {m.replace('_', ' ')} (95% CI)".replace("  ", " "),
+                params=p,
+            )
+        )
+        for a, m, p in KEY_METRICS
+        if ((outcome.results.analysis == a) & (outcome.results.metric == m)).any()
+    ]
+    results = outcome.results
+    errors = results[results.analysis == "error"][["encoder", "dataset", "params"]]
+    table = results[results.analysis != "error"].round(4).fillna("")
     return _ENV.get_template("report.html.j2").render(
         title=outcome.title,
         version=__version__,
@@ -85,15 +142,40 @@ def render_report(outcome: StudyOutcome) -> str:
         datasets=outcome.datasets,
         summary_header=header,
         summary_body=body,
-        results=outcome.results.to_dict("records"),
-        figures=figures,
+        results_columns=[
+            "dataset",
+            "encoder",
+            "domain",
+            "analysis",
+            "metric",
+            "params",
+            "value",
+            "ci_low",
+            "ci_high",
+            "n",
+            "seed",
+        ],
+        results=table.to_dict("records"),
+        bars=bars,
+        heatmaps=_heatmaps(outcome),
         skipped=outcome.skipped,
+        errors=errors.to_dict("records"),
+        views_json=safe_json([asdict(v) for v in outcome.views]),
+        thumbnails_json=safe_json(outcome.thumbnails),
+        provenance=provenance or {},
     )
 
 
-def write_report(outcome: StudyOutcome, path: Path) -> Path:
-    """Write the report atomically and return its path."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(outcome), encoding="utf-8")
+def write_report(outcome: StudyOutcome, out: Path) -> dict[str, Path]:
+    """``out/report.html`` (atomic) and the paper figures in ``out/figures/``."""
+    from medprobe.report.paper_figures import write_figures
+
+    out.mkdir(parents=True, exist_ok=True)
+    run = out / "run.json"
+    provenance = json.loads(run.read_text()) if run.is_file() else {}
+    path = out / "report.html"
+    tmp = out / ".report.html.tmp"
+    tmp.write_text(render_report(outcome, provenance), encoding="utf-8")
     tmp.replace(path)
-    return path
+    write_figures(outcome, out / "figures", KEY_METRICS)
+    return {"report.html": path, "figures": out / "figures"}

@@ -13,7 +13,6 @@ import pandas as pd
 from medprobe._version import __version__
 from medprobe.analysis import (
     CrossModel,
-    Embedding2D,
     FewShotProbe,
     Geometry,
     KNNProbe,
@@ -21,13 +20,11 @@ from medprobe.analysis import (
     Separability,
     ZeroShot,
 )
-from medprobe.analysis.results import estimate_rows, results_frame, write_results
+from medprobe.analysis.results import estimate_rows, write_results
 from medprobe.analysis.stats import Estimate
 from medprobe.datasets.base import Dataset
-from medprobe.encoders import create_encoder
 from medprobe.encoders.base import Encoder
-from medprobe.features import FeatureSet, extract
-from medprobe.progress import progress_bar
+from medprobe.features import FeatureSet
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,29 @@ class StudyOutcome:
     encoders: list[dict[str, str]] = field(default_factory=list)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: dataset -> image id -> small JPEG data URI, shown when hovering a point in the report.
+    thumbnails: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 KNN_KS = (1, 5, 10, 20)
 FEW_SHOTS = (1, 2, 4, 8, 16)
 
 
-def analyse(fs: FeatureSet, encoder: Encoder, seed: int = 0) -> list[dict[str, Any]]:
-    """The standard analyses of one FeatureSet as result rows."""
+ALL_ANALYSES = ("separability", "knn", "linear_probe", "few_shot", "zero_shot", "geometry")
+
+
+def analyse(
+    fs: FeatureSet,
+    encoder: Encoder,
+    seed: int = 0,
+    analyses: Sequence[str] = ALL_ANALYSES,
+    predictions: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The chosen analyses of one FeatureSet as result rows (zero-shot only for VLMs).
+
+    ``predictions``, when given, receives the linear probe's per-image test predictions (for
+    paired model comparisons on the same images).
+    """
     spec = encoder.spec
     context = {
         "encoder": spec.name,
@@ -73,25 +85,35 @@ def analyse(fs: FeatureSet, encoder: Encoder, seed: int = 0) -> list[dict[str, A
     total = len(fs) + len(fs.skipped)
     counts = {"n_images": total, "n_used": len(fs), "n_skipped": len(fs.skipped)}
     rows = estimate_rows(context, "data", {k: Estimate.exact(v, total) for k, v in counts.items()})
-    rows += estimate_rows(context, "separability", Separability(seed=seed).fit(fs).scores_)
-    for k in KNN_KS:
+    if "separability" in analyses:
+        rows += estimate_rows(context, "separability", Separability(seed=seed).fit(fs).scores_)
+    for k in KNN_KS if "knn" in analyses else ():
         knn = KNNProbe(k=k, seed=seed).fit(fs)
         rows += estimate_rows(context, "knn", knn.scores_, params=f"k={k} metric=cosine")
-    linear = LinearProbe(seed=seed).fit(fs)
-    rows += estimate_rows(context, "linear_probe", linear.scores_, params=f"C={linear.C_:g}")
+    if "linear_probe" in analyses:
+        linear = LinearProbe(seed=seed).fit(fs)
+        rows += estimate_rows(context, "linear_probe", linear.scores_, params=f"C={linear.C_:g}")
+        if predictions is not None:
+            predictions.update(
+                ids=fs.ids[fs.splits == "test"].tolist(),
+                y_true=linear.y_true_.tolist(),
+                y_pred=linear.y_pred_.tolist(),
+                n_classes=len(fs.class_names),
+            )
     train = fs.labels[fs.splits == "train"]
     smallest = int(np.bincount(train)[np.unique(train)].min()) if len(train) else 0
     shots = tuple(k for k in FEW_SHOTS if k <= smallest)
-    if shots:
+    if shots and "few_shot" in analyses:
         few = FewShotProbe(shots=shots, seed=seed).fit(fs)
         for k in shots:
             rows += estimate_rows(context, "few_shot", few.scores_[k], params=f"shots={k} draws=10")
     text = None
-    if encoder.has_text:
+    if encoder.has_text and "zero_shot" in analyses:
         zero = ZeroShot(encoder, seed=seed).fit(fs)
         text = zero.text_embeddings_
         rows += estimate_rows(context, "zero_shot", zero.scores_, params="prompt ensemble")
-    rows += estimate_rows(context, "geometry", Geometry(seed=seed).fit(fs, text).scores_)
+    if "geometry" in analyses:
+        rows += estimate_rows(context, "geometry", Geometry(seed=seed).fit(fs, text).scores_)
     return rows
 
 
@@ -141,61 +163,53 @@ def run_grid(
     seed: int = 0,
     title: str = "medprobe study",
     show_progress: bool = True,
+    embeddings: Sequence[str] = ("pca",),
 ) -> StudyOutcome:
-    """Extract and analyse every encoder on every dataset."""
-    rows: list[dict[str, Any]] = []
-    outcome = StudyOutcome(title=title, results=results_frame([]))
-    outcome.datasets = [dataset_summary(d) for d in datasets]
-    with progress_bar(disable=not show_progress) as bar:
-        analyses = bar.add_task("analyses", total=len(encoders) * len(datasets))
-        by_dataset: dict[str, list[FeatureSet]] = {}
-        for name in encoders:
-            encoder = create_encoder(name)
-            outcome.encoders.append(
-                {**encoder.spec.describe(), "weights": encoder.weights_source or "-"}
-            )
-            for dataset in datasets:
-                fs = extract(encoder, dataset, progress=bar)
-                outcome.skipped += [
-                    {
-                        "encoder": encoder.name,
-                        "dataset": dataset.name,
-                        "id": s.id,
-                        "reason": s.reason,
-                    }
-                    for s in fs.skipped
-                ]
-                rows += analyse(fs, encoder, seed)
-                by_dataset.setdefault(dataset.name, []).append(fs)
-                outcome.views.append(_pca_view(fs, seed))
-                bar.advance(analyses)
-    for featuresets in by_dataset.values():
-        rows += cross_model_rows(featuresets, seed)
-    outcome.results = results_frame(rows)
+    """Every encoder on every dataset, in memory (no feature cache, nothing written)."""
+    from medprobe.study.runner import run_models
+
+    outcome, _ = run_models(
+        encoders,
+        {d.name: d for d in datasets},
+        title=title,
+        seed=seed,
+        embeddings=embeddings,
+        show_progress=show_progress,
+    )
     return outcome
 
 
-def _pca_view(fs: FeatureSet, seed: int) -> View:
-    view = Embedding2D("pca", seed=seed).fit(fs)
-    return View(
-        encoder=fs.encoder,
-        dataset=fs.dataset,
-        method="pca",
-        coords=view.embedding_.round(4).tolist(),
-        labels=[fs.class_names[i] for i in fs.labels],
-        ids=fs.ids.tolist(),
-    )
+def thumbnails(dataset: Dataset, ids: Sequence[str], size: int = 64) -> dict[str, str]:
+    """Small JPEG data URIs of the images ``ids`` (unreadable ones are left out)."""
+    import base64
+    import io
+
+    from medprobe.errors import BadImageError
+
+    wanted = set(ids)
+    out = {}
+    for record in dataset.records:
+        if record.id not in wanted:
+            continue
+        try:
+            image = dataset.load_image(record)
+        except BadImageError:
+            continue
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=70)
+        out[record.id] = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return out
 
 
 def write_outputs(outcome: StudyOutcome, out: Path) -> dict[str, Path]:
-    """results.csv, results.parquet and report.html under ``out``."""
+    """results.csv, results.parquet, report.html and figures/ under ``out``."""
     from medprobe.report.html import write_report  # plotly import is slow; only when writing
 
     out.mkdir(parents=True, exist_ok=True)
     write_results(outcome.results, out)
-    report = write_report(outcome, out / "report.html")
     return {
         "results.csv": out / "results.csv",
         "results.parquet": out / "results.parquet",
-        "report.html": report,
+        **write_report(outcome, out),
     }

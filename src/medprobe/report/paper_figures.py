@@ -1,0 +1,188 @@
+"""Static figures for papers (matplotlib): PNG (300 dpi), PDF and SVG of every key view."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from medprobe.study import StudyOutcome
+
+FORMATS = ("png", "pdf", "svg")
+DOMAIN_COLOURS = {
+    "medical": "#c0392b",
+    "general": "#2471a3",
+    "baseline": "#7f8c8d",
+    "unknown": "#8e44ad",
+    "": "#7f8c8d",
+}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _save(fig, folder: Path, stem: str) -> list[Path]:
+    paths = []
+    for fmt in FORMATS:
+        path = folder / f"{_slug(stem)}.{fmt}"
+        fig.savefig(path, dpi=300 if fmt == "png" else None, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def embedding_grids(outcome: StudyOutcome, folder: Path) -> list[Path]:
+    """One grid per dataset and reducer: a panel per model, points coloured by class."""
+    paths = []
+    keys = sorted({(v.dataset, v.method) for v in outcome.views})
+    for dataset, method in keys:
+        views = [v for v in outcome.views if v.dataset == dataset and v.method == method]
+        classes = sorted({c for v in views for c in v.labels})
+        colours = plt.get_cmap("tab10")
+        cols = min(4, len(views))
+        rows = int(np.ceil(len(views) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+        for ax, view in zip(axes.flat, views, strict=False):
+            coords = np.asarray(view.coords)
+            labels = np.asarray(view.labels)
+            for i, cls in enumerate(classes):
+                member = labels == cls
+                ax.scatter(
+                    coords[member, 0],
+                    coords[member, 1],
+                    s=4,
+                    alpha=0.7,
+                    color=colours(i % 10),
+                    label=cls,
+                    rasterized=True,
+                )
+            ax.set_title(view.encoder, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in list(axes.flat)[len(views) :]:
+            ax.axis("off")
+        handles, names = axes.flat[0].get_legend_handles_labels()
+        fig.legend(
+            handles,
+            names,
+            loc="lower center",
+            ncol=min(len(classes), 6),
+            fontsize=8,
+            markerscale=3,
+            frameon=False,
+        )
+        fig.suptitle(f"{dataset} — {method.upper()}", fontsize=11)
+        fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+        paths += _save(fig, folder, f"embeddings_{dataset}_{method}")
+    return paths
+
+
+def metric_bars(
+    results: pd.DataFrame, folder: Path, metrics: Iterable[tuple[str, str, str]]
+) -> list[Path]:
+    """Grouped bars (dataset x model) with 95% CI whiskers, coloured by domain."""
+    paths = []
+    for analysis, metric, params in metrics:
+        rows = results[
+            (results.analysis == analysis)
+            & (results.metric == metric)
+            & results.params.str.startswith(params)
+        ]
+        if rows.empty:
+            continue
+        datasets = list(dict.fromkeys(rows.dataset))
+        encoders = list(dict.fromkeys(rows.encoder))
+        width = 0.8 / len(encoders)
+        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(datasets) * len(encoders) * 0.35), 3.2))
+        for j, encoder in enumerate(encoders):
+            sub = rows[rows.encoder == encoder].set_index("dataset").reindex(datasets)
+            x = np.arange(len(datasets)) + (j - (len(encoders) - 1) / 2) * width
+            err = np.vstack([sub.value - sub.ci_low, sub.ci_high - sub.value])
+            ax.bar(
+                x,
+                sub.value,
+                width,
+                yerr=err,
+                capsize=2,
+                label=encoder,
+                color=DOMAIN_COLOURS.get(
+                    str(sub.domain.dropna().iloc[0]) if sub.domain.notna().any() else "", "#7f8c8d"
+                ),
+                alpha=0.35 + 0.65 * (j + 1) / len(encoders),
+                edgecolor="black",
+                linewidth=0.3,
+            )
+        ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(f"{analysis.replace('_', ' ')} {params}".strip() + " (95% CI)", fontsize=10)
+        ax.legend(fontsize=7, ncol=2, frameon=False)
+        paths += _save(fig, folder, f"{analysis}_{metric}_{params}")
+    return paths
+
+
+def similarity_heatmaps(results: pd.DataFrame, folder: Path) -> list[Path]:
+    """Models x models unbiased linear CKA, one heatmap per dataset."""
+    paths = []
+    sim = results[(results.analysis == "similarity") & (results.metric == "linear_cka_unbiased")]
+    for dataset, group in sim.groupby("dataset", sort=False):
+        names = list(dict.fromkeys(group.encoder))
+        matrix = np.eye(len(names))
+        for row in group.itertuples():
+            other = row.params.removeprefix("vs=")
+            if other in names:
+                matrix[names.index(row.encoder), names.index(other)] = row.value
+        fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 0.8 + 0.6 * len(names)))
+        image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if matrix[i, j] < 0.6 else "black",
+                )
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        ax.set_title(f"{dataset}: linear CKA (unbiased)", fontsize=10)
+        paths += _save(fig, folder, f"cka_{dataset}")
+    return paths
+
+
+def domain_summary(results: pd.DataFrame, folder: Path) -> list[Path]:
+    """Linear-probe balanced accuracy per model, grouped by domain, one point per dataset."""
+    rows = results[(results.analysis == "linear_probe") & (results.metric == "balanced_accuracy")]
+    if rows.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    order = rows.groupby("encoder").value.mean().sort_values().index.tolist()
+    for i, encoder in enumerate(order):
+        sub = rows[rows.encoder == encoder]
+        colour = DOMAIN_COLOURS.get(str(sub.domain.iloc[0]), "#7f8c8d")
+        ax.scatter(sub.value, [i] * len(sub), color=colour, s=14)
+        ax.hlines(i, sub.ci_low.min(), sub.ci_high.max(), color=colour, linewidth=0.8, alpha=0.5)
+    ax.set_yticks(range(len(order)), order, fontsize=8)
+    ax.set_xlabel("linear-probe balanced accuracy (dots: datasets; lines: CI range)")
+    ax.set_title("medical (red) vs general (blue) vs baselines (grey)", fontsize=10)
+    return _save(fig, folder, "domain_summary")
+
+
+def write_figures(outcome: StudyOutcome, folder: Path, metrics) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return (
+        embedding_grids(outcome, folder)
+        + metric_bars(outcome.results, folder, metrics)
+        + similarity_heatmaps(outcome.results, folder)
+        + domain_summary(outcome.results, folder)
+    )

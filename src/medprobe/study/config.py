@@ -1,0 +1,121 @@
+"""The study file: a pydantic-validated YAML that names models, datasets and analyses."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medprobe.errors import MedprobeError
+
+ANALYSES = (
+    "separability",
+    "knn",
+    "linear_probe",
+    "few_shot",
+    "zero_shot",
+    "geometry",
+    "similarity",
+)
+BUNDLED = ("demo", "paper-2601.14774")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEntry(_Strict):
+    """A zoo name (or ``local:/path``), optionally with local weights or a pinned revision."""
+
+    name: str
+    weights: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    domain: Literal["medical", "general", "baseline", "unknown"] = "unknown"
+
+
+class DatasetEntry(_Strict):
+    """Exactly one source: ``path`` (class folders), ``manifest``, ``medmnist`` or ``synthetic``.
+
+    Relative paths are relative to the study file.
+    """
+
+    name: str
+    path: str | None = None
+    manifest: str | None = None
+    medmnist: str | None = None
+    synthetic: dict[str, Any] | None = None
+    modality: str | None = None
+    where: dict[str, str] | None = None
+    mode: Literal["resize", "pad"] = "resize"
+    prompts: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetEntry:
+        sources = [s for s in ("path", "manifest", "medmnist", "synthetic") if getattr(self, s)]
+        if len(sources) != 1:
+            raise ValueError(
+                f"dataset {self.name!r} needs exactly one of path, manifest, medmnist, synthetic"
+            )
+        return self
+
+
+class StudyConfig(_Strict):
+    """A whole study: every model on every dataset, every analysis."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    models: list[ModelEntry] = Field(min_length=1)
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    analyses: list[Literal[ANALYSES]] = list(ANALYSES)  # type: ignore[valid-type]
+    embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca"]
+    cache: str | None = None
+    engine: Literal["local", "ray"] = "local"
+    batch_size: int = Field(32, gt=0)
+    thumbnails: int = Field(3000, ge=0, description="hover thumbnails per dataset in the report")
+    base_dir: str = "."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _models_as_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = {
+                **data,
+                "models": [{"name": m} if isinstance(m, str) else m for m in data["models"]],
+            }
+        return data
+
+    def resolve(self, path: str) -> Path:
+        """A path from the study file, relative to the study file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+
+def load_config(source: str | Path) -> StudyConfig:
+    """A study from a YAML file, or a bundled one by name (``demo``, ``paper-2601.14774``)."""
+    if str(source) in BUNDLED:
+        text = resources.files("medprobe.configs").joinpath(f"{source}.yaml").read_text()
+        base = Path.cwd()
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise MedprobeError(
+                f"study file {path} does not exist (bundled studies: {', '.join(BUNDLED)})"
+            )
+        text, base = path.read_text(), path.parent
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MedprobeError(f"{source} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise MedprobeError(f"{source} must be a YAML mapping with models and datasets")
+    try:
+        return StudyConfig.model_validate({**data, "base_dir": str(data.get("base_dir", base))})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MedprobeError(f"{source}: {where}: {first['msg']}") from None

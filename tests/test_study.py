@@ -1,0 +1,312 @@
+"""Studies from YAML: real images, resume, failing models, the report in a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from medprobe.study import grid
+from medprobe.study.config import load_config
+from medprobe.study.runner import load_outcome, run_study
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _study(tmp_path: Path, shared: Path, models=("pixels", "handcrafted", "no-such-model")) -> Path:
+    config = {
+        "name": "ci study",
+        "seed": 0,
+        "models": list(models),
+        "datasets": [
+            {
+                "name": "busi",
+                "manifest": str(shared / "medsamples/MANIFEST.csv"),
+                "where": {"dataset": "busi_256"},
+            },
+            {
+                "name": "kermany",
+                "path": str(shared / "medsamples/kermany_pediatric_cxr_224"),
+                "modality": "chest x-ray",
+            },
+            {
+                "name": "lc25000",
+                "manifest": str(shared / "medsamples/MANIFEST.csv"),
+                "where": {"dataset": "lc25000_lung_histopathology_224"},
+            },
+        ],
+        "embeddings": ["pca", "tsne"],
+        "cache": str(tmp_path / "cache"),
+        "thumbnails": 200,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, shared_data):
+    tmp = tmp_path_factory.mktemp("study")
+    config = load_config(_study(tmp, shared_data))
+    out = tmp / "out"
+    outcome = run_study(config, out, show_progress=False)
+    from medprobe.report.html import write_report
+
+    write_report(outcome, out)
+    return config, out, outcome
+
+
+def test_study_runs_every_analysis_and_records_the_failing_model(finished):
+    _, out, _ = finished
+    results = pd.read_parquet(out / "results.parquet")
+    assert set(results.dataset) == {"busi", "kermany", "lc25000"}
+    ok = results[results.analysis != "error"]
+    assert set(ok.encoder) == {"pixels", "handcrafted"}
+    assert {"separability", "knn", "linear_probe", "few_shot", "geometry", "similarity"} <= set(
+        ok.analysis
+    )
+    errors = results[results.analysis == "error"]
+    assert set(errors.encoder) == {"no-such-model"} and len(errors) == 3
+    assert errors.params.str.contains("unknown encoder").all()
+    for name in ("results.csv", "report.html", "run.json", "views.json"):
+        assert (out / name).is_file()
+    figures = {p.name for p in (out / "figures").iterdir()}
+    for stem in (
+        "embeddings_busi_pca",
+        "embeddings_lc25000_tsne",
+        "cka_busi",
+        "domain_summary",
+        "linear_probe_balanced_accuracy",
+    ):
+        assert {f"{stem}.png", f"{stem}.pdf", f"{stem}.svg"} <= figures, stem
+    # lc25000 histopathology is easy even for hand-crafted colour and texture features.
+    lc = ok[
+        (ok.dataset == "lc25000")
+        & (ok.encoder == "handcrafted")
+        & (ok.analysis == "linear_probe")
+        & (ok.metric == "balanced_accuracy")
+    ]
+    assert lc.value.iloc[0] > 0.7
+
+
+def test_rerun_resumes_without_recomputing(finished, monkeypatch):
+    config, out, outcome = finished
+    calls = []
+    real = grid.analyse
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].dataset)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("medprobe.study.runner.analyse", counting)
+    from medprobe.encoders.baselines import HandcraftedEncoder, PixelEncoder
+
+    def no_model(self, batch):
+        raise AssertionError("features were recomputed")
+
+    monkeypatch.setattr(HandcraftedEncoder, "encode_images", no_model)
+    again = run_study(config, out, show_progress=False)
+    assert calls == []
+    pd.testing.assert_frame_equal(
+        again.results.sort_values(
+            ["encoder", "dataset", "analysis", "metric", "params"]
+        ).reset_index(drop=True),
+        outcome.results.sort_values(
+            ["encoder", "dataset", "analysis", "metric", "params"]
+        ).reset_index(drop=True),
+    )
+    # An interrupted run: one (model, dataset) unit never finished. Only it is redone.
+    units = sorted((out / "units").glob("*.json"))
+    units[0].unlink()
+    monkeypatch.setattr(PixelEncoder, "encode_images", no_model)
+    run_study(config, out, show_progress=False)
+    assert len(calls) == 1
+
+
+def test_report_rebuilds_from_stored_results(finished):
+    _, out, outcome = finished
+    (out / "report.html").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "medprobe.cli", "report", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "report.html").is_file()
+    assert load_outcome(out).results.shape == outcome.results.shape
+
+
+def test_compare_ranks_and_tests(finished):
+    from medprobe.study.compare import compare
+
+    _, out, _ = finished
+    comparisons = compare(out, n_resamples=300)
+    assert {c.dataset for c in comparisons} == {"busi", "kermany", "lc25000"}
+    for c in comparisons:
+        assert list(c.ranking.value) == sorted(c.ranking.value, reverse=True)
+        assert len(c.pairs) == 1 and 0 <= c.pairs.p_holm.iloc[0] <= 1
+        assert c.domains is None  # baselines only: no medical or general model
+    result = subprocess.run(
+        [sys.executable, "-m", "medprobe.cli", "compare", str(out), "--resamples", "200"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "paired bootstrap" in result.stdout and "medical vs general" in result.stdout
+
+
+def test_bundled_paper_study_without_weights_lists_what_to_download(tmp_path, shared_data):
+    start = time.perf_counter()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medprobe.cli",
+            "run",
+            "paper-2601.14774",
+            "--out",
+            str(tmp_path),
+            "--data-root",
+            str(shared_data.parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    took = time.perf_counter() - start
+    assert result.returncode == 2
+    assert took < 5, took
+    assert "Traceback" not in result.stderr
+    for fragment in (
+        "hf download microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+        "hf download openai/clip-vit-base-patch16",
+        "llm2clip-openai-l14-336",
+    ):
+        assert fragment in result.stderr
+    assert "dataset" not in result.stderr  # every shared dataset is found
+
+
+def test_bad_study_file_is_one_line(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: x\nmodels: [pixels]\ndatasets: [{name: d}]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "medprobe.cli", "run", str(bad), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "exactly one of path, manifest, medmnist, synthetic" in result.stderr
+
+
+# ----------------------------------------------------------------- the report in a browser
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory):
+    """A small study whose labels try to inject script into the report."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    labels = ["<script>window.__pwned=1</script>", "<img src=x onerror=window.__pwned=2>"]
+    rows = []
+    for i in range(40):
+        path = tmp / "img" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (32, 32), (200 if i % 2 else 20, 90, 40 + i)).save(path)
+        rows.append({"path": f"img/{i}.png", "label": labels[i % 2]})
+    pd.DataFrame(rows).to_csv(tmp / "m.csv", index=False)
+    config = {
+        "name": "<b>hostile</b> study",
+        "models": ["pixels", "handcrafted"],
+        "datasets": [{"name": "evil<svg onload=alert(1)>", "manifest": str(tmp / "m.csv")}],
+        "embeddings": ["pca"],
+        "cache": str(tmp / "cache"),
+    }
+    (tmp / "s.yaml").write_text(yaml.safe_dump(config))
+    out = tmp / "out"
+    from medprobe.report.html import write_report
+
+    write_report(run_study(load_config(tmp / "s.yaml"), out, show_progress=False), out)
+    return out / "report.html", labels
+
+
+def test_report_in_headless_chromium(hostile_report):
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    report, labels = hostile_report
+    console_errors, requests = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-unsafe-swiftshader",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri())
+        page.wait_for_selector("#views-plot .main-svg")
+        assert console_errors == []
+        assert all(u.startswith(("file:", "data:")) for u in requests), requests
+        assert page.locator(".figure.plot .main-svg").count() >= 3  # bars, heatmap, views
+        assert page.locator("#summary-table tbody tr").count() == 2
+        assert page.evaluate("window.__pwned") is None
+        text = page.locator("body").inner_text()
+        for label in labels:
+            assert label in text  # shown as text, not run
+        assert "evil<svg onload=alert(1)>" in text
+
+        # Hover the first point of the 2-D view: its thumbnail appears.
+        page.locator("#views-plot").scroll_into_view_if_needed()
+        x, y = page.evaluate("""() => {
+            const gd = document.getElementById('views-plot');
+            const trace = gd._fullData[0], L = gd._fullLayout, box = gd.getBoundingClientRect();
+            return [box.left + L._size.l + L.xaxis.d2p(trace.x[0]),
+                    box.top + L._size.t + L.yaxis.d2p(trace.y[0])];
+        }""")
+        page.mouse.move(x - 30, y - 30)
+        page.mouse.move(x, y, steps=5)
+        page.wait_for_selector("#thumb", state="visible", timeout=5000)
+        assert page.locator("#thumb-img").get_attribute("src").startswith("data:image/jpeg")
+        assert "img/" in page.locator("#thumb-text").inner_text()
+
+        # Sorting a table reorders its rows.
+        first = page.locator("#summary-table tbody tr").first.inner_text()
+        page.locator("#summary-table th").nth(1).click()
+        page.locator("#summary-table th").nth(1).click()
+        assert page.locator("#summary-table tbody tr").count() == 2
+        assert isinstance(first, str)
+        # Switching the model re-renders the view.
+        page.select_option("#sel-encoder", "handcrafted")
+        page.wait_for_selector("#views-plot .main-svg")
+        assert console_errors == []
+        browser.close()
+
+
+def test_demo_config_is_bundled():
+    config = load_config("demo")
+    assert [m.name for m in config.models] == ["pixels", "handcrafted", "random-vit"]
+    assert len(config.datasets) == 3 and shutil.which  # bundled in the package
