@@ -310,3 +310,10 @@ def test_demo_config_is_bundled():
     config = load_config("demo")
     assert [m.name for m in config.models] == ["pixels", "handcrafted", "random-vit"]
     assert len(config.datasets) == 3 and shutil.which  # bundled in the package
+
+
+def test_rebuilt_report_keeps_thumbnails(finished):
+    _, out, outcome = finished
+    rebuilt = load_outcome(out)
+    assert rebuilt.thumbnails.keys() == outcome.thumbnails.keys()
+    assert any(rebuilt.thumbnails.values())

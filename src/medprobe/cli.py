@@ -192,6 +192,75 @@ def compare_command(
             output.print("medical vs general: needs at least one model of each domain")
 
 
+@app.command("overlay")
+def overlay_command(
+    model: Annotated[str, typer.Option(help="Zoo name, alias or local:/path.")],
+    data: Annotated[Path, typer.Option(help="Class folders, a manifest or a .npz.")],
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="true_class, wrong_class, random_word, clinical, fixed (repeatable)."),
+    ] = None,
+    text: Annotated[str, typer.Option(help="The text of a fixed overlay.")] = "",
+    position: Annotated[str, typer.Option(help="top-left ... bottom-right, center, random.")] = (
+        "bottom-right"
+    ),
+    size: Annotated[float, typer.Option(help="Text height / image height.")] = 0.12,
+    font: Annotated[str, typer.Option(help="Bundled DejaVu name or a .ttf path.")] = (
+        "DejaVuSans-Bold"
+    ),
+    modality: Annotated[str | None, typer.Option(help="e.g. dermoscopy.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write overlay.csv here.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights for a zoo model.")] = None,
+) -> None:
+    """How much do words written on the images move one model's features?"""
+    from pydantic import ValidationError
+    from rich.table import Table
+
+    from medprobe.analysis.overlay_bias import overlay_bias, overlay_rows
+    from medprobe.analysis.results import results_frame
+    from medprobe.datasets import open_dataset
+    from medprobe.encoders import create_encoder
+    from medprobe.overlay import OverlaySpec
+
+    try:
+        specs = [
+            OverlaySpec(source=s, text=text, position=position, size=size, font=font)
+            for s in (source or ["wrong_class", "random_word"])
+        ]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise MedprobeError(f"overlay {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    dataset = open_dataset(data, modality=modality)
+    encoder = create_encoder(model, weights=weights)
+    store = writable_dir(cache or _default_cache(), "--cache")
+    results = overlay_bias(encoder, dataset, specs, cache=store, show_progress=True)
+    table = Table("overlay", "metric", "value [95% CI]", title=f"{encoder.name} on {dataset.name}")
+    for result in results:
+        for metric, est in result.scores.items():
+            table.add_row(
+                result.overlay.label,
+                metric,
+                f"{est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}]",
+            )
+    output.print(table)
+    if out is not None:
+        writable_dir(out)
+        frame = results_frame(
+            overlay_rows(
+                results,
+                {
+                    "encoder": encoder.name,
+                    "domain": encoder.spec.domain,
+                    "dataset": dataset.name,
+                    "modality": dataset.modality,
+                },
+            )
+        )
+        frame.to_csv(out / "overlay.csv", index=False)
+        output.print(f"wrote {out / 'overlay.csv'}")
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write <class>/<id>.png and manifest.csv.")],

@@ -61,3 +61,9 @@ def auroc_ovr(y_true: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> np.nda
     defined = np.isfinite(stacked).sum(axis=1)
     total = np.where(np.isfinite(stacked), stacked, 0).sum(axis=1)
     return np.where(defined > 0, total / np.maximum(defined, 1), np.nan)
+
+
+def statistic(metric, y_true: np.ndarray, y_pred: np.ndarray, k: int):
+    """``idx -> values`` for a confusion-matrix metric (``accuracy``, ``balanced_accuracy``,
+    ``macro_f1``) of fixed predictions, ready for :func:`~medprobe.analysis.stats.bootstrap`."""
+    return lambda idx: metric(confusion_counts(y_true, y_pred, idx, k))

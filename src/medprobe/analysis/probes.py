@@ -84,11 +84,9 @@ def classification_scores(
     k = y_score.shape[1]
     y_pred = y_score.argmax(axis=1)
     stats = {
-        "accuracy": lambda idx: metrics.accuracy(metrics.confusion_counts(y_true, y_pred, idx, k)),
-        "balanced_accuracy": lambda idx: metrics.balanced_accuracy(
-            metrics.confusion_counts(y_true, y_pred, idx, k)
-        ),
-        "macro_f1": lambda idx: metrics.macro_f1(metrics.confusion_counts(y_true, y_pred, idx, k)),
+        "accuracy": metrics.statistic(metrics.accuracy, y_true, y_pred, k),
+        "balanced_accuracy": metrics.statistic(metrics.balanced_accuracy, y_true, y_pred, k),
+        "macro_f1": metrics.statistic(metrics.macro_f1, y_true, y_pred, k),
         "auroc": lambda idx: metrics.auroc_ovr(y_true, y_score, idx),
     }
     return {

@@ -114,6 +114,67 @@ def _heatmaps(outcome: StudyOutcome) -> list[tuple[str, str]]:
     return out
 
 
+OVERLAY_METRICS = (
+    "displacement",
+    "linear_accuracy_drop",
+    "knn_accuracy_drop",
+    "attack_success",
+    "zero_shot_flip_rate",
+    "text_readability",
+)
+DOMAIN_COLOURS = {"medical": "#c0392b", "general": "#2471a3", "baseline": "#7f8c8d"}
+
+
+def _overlay_section(outcome: StudyOutcome) -> dict[str, Any]:
+    """The overlay table (one row per dataset x model x overlay) and displacement charts."""
+    rows = outcome.results[outcome.results.analysis == "overlay"]
+    if rows.empty:
+        return {"header": [], "body": [], "charts": [], "examples": outcome.overlay_examples}
+    present = [m for m in OVERLAY_METRICS if (rows.metric == m).any()]
+    body = []
+    for (dataset, encoder, label), group in rows.groupby(
+        ["dataset", "encoder", "params"], sort=False
+    ):
+        cells = [dataset, encoder, str(group.domain.iloc[0]), label]
+        for metric in present:
+            hit = group[group.metric == metric]
+            cells.append(_fmt(hit.iloc[0]) if not hit.empty else "-")
+        body.append(cells)
+    charts = []
+    displacement = rows[rows.metric == "displacement"]
+    for (dataset, label), group in displacement.groupby(["dataset", "params"], sort=False):
+        group = group.sort_values("value")
+        fig = go.Figure(
+            go.Bar(
+                x=group.value,
+                y=group.encoder,
+                orientation="h",
+                marker_color=[DOMAIN_COLOURS.get(d, "#8e44ad") for d in group.domain],
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": group.ci_high - group.value,
+                    "arrayminus": group.value - group.ci_low,
+                },
+            )
+        )
+        fig.update_layout(
+            title=f"{dataset} — {label}: feature displacement (95% CI; red medical, "
+            "blue general, grey baseline)",
+            height=140 + 28 * len(group),
+            template="plotly_white",
+            margin={"l": 20, "r": 20, "t": 50, "b": 30},
+            xaxis={"title": "clean-vs-overlaid distance / between-class distance"},
+        )
+        charts.append(_figure_html(fig))
+    return {
+        "header": ["dataset", "encoder", "domain", "overlay", *present],
+        "body": body,
+        "charts": charts,
+        "examples": outcome.overlay_examples,
+    }
+
+
 def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = None) -> str:
     """The report as one HTML string."""
     header, body = _summary_table(outcome)
@@ -163,6 +224,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         views_json=safe_json([asdict(v) for v in outcome.views]),
         thumbnails_json=safe_json(outcome.thumbnails),
         provenance=provenance or {},
+        overlay=_overlay_section(outcome),
     )
 
 

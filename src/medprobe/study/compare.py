@@ -34,10 +34,6 @@ def _load_predictions(out: Path) -> dict[str, dict[str, dict]]:
     return found
 
 
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int):
-    return lambda idx: metrics.balanced_accuracy(metrics.confusion_counts(y, pred, idx, k))
-
-
 def compare(out: Path, *, n_resamples: int = 2000, seed: int = 0) -> list[Comparison]:
     """Linear-probe balanced accuracy: ranking with CIs, paired bootstrap for every pair of
     models (Holm-corrected), and the mean of medical models vs the mean of general models."""
@@ -74,8 +70,8 @@ def compare(out: Path, *, n_resamples: int = 2000, seed: int = 0) -> list[Compar
         pairs = []
         for a, b in combinations(sorted(preds), 2):
             diff = paired_bootstrap(
-                _balanced_accuracy(y, preds[a], k),
-                _balanced_accuracy(y, preds[b], k),
+                metrics.statistic(metrics.balanced_accuracy, y, preds[a], k),
+                metrics.statistic(metrics.balanced_accuracy, y, preds[b], k),
                 y,
                 n_resamples=n_resamples,
                 seed=seed,

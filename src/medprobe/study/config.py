@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medprobe.errors import MedprobeError
+from medprobe.overlay.spec import OverlaySpec
 
 ANALYSES = (
     "separability",
@@ -73,6 +74,7 @@ class StudyConfig(_Strict):
     datasets: list[DatasetEntry] = Field(min_length=1)
     analyses: list[Literal[ANALYSES]] = list(ANALYSES)  # type: ignore[valid-type]
     embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca"]
+    overlays: list[OverlaySpec] = []
     cache: str | None = None
     engine: Literal["local", "ray"] = "local"
     batch_size: int = Field(32, gt=0)

@@ -51,6 +51,8 @@ class StudyOutcome:
     skipped: list[dict[str, str]] = field(default_factory=list)
     #: dataset -> image id -> small JPEG data URI, shown when hovering a point in the report.
     thumbnails: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: dataset -> overlay label -> example overlaid images (data URIs) for the report.
+    overlay_examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 KNN_KS = (1, 5, 10, 20)
@@ -179,11 +181,45 @@ def run_grid(
     return outcome
 
 
-def thumbnails(dataset: Dataset, ids: Sequence[str], size: int = 64) -> dict[str, str]:
-    """Small JPEG data URIs of the images ``ids`` (unreadable ones are left out)."""
+def _data_uri(image, size: int) -> str:
     import base64
     import io
 
+    image = image.copy()
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def overlay_examples(dataset: Dataset, overlays: Sequence, count: int = 4) -> dict[str, list[str]]:
+    """A few images of ``dataset`` with each overlay drawn, as data URIs (one per class first)."""
+    from medprobe.errors import BadImageError
+    from medprobe.overlay import TextOverlay
+
+    picks, seen = [], set()
+    for index, record in enumerate(dataset.records):
+        if record.label not in seen or len(seen) == len(dataset.class_names):
+            seen.add(record.label)
+            picks.append(index)
+        if len(picks) == count:
+            break
+    out = {}
+    for spec in overlays:
+        overlay = TextOverlay(spec, dataset.class_names)
+        uris = []
+        for index in picks:
+            try:
+                image = dataset.load_image(dataset.records[index])
+            except BadImageError:
+                continue
+            uris.append(_data_uri(overlay(image, dataset.records[index], index), 160))
+        out[spec.label] = uris
+    return out
+
+
+def thumbnails(dataset: Dataset, ids: Sequence[str], size: int = 64) -> dict[str, str]:
+    """Small JPEG data URIs of the images ``ids`` (unreadable ones are left out)."""
     from medprobe.errors import BadImageError
 
     wanted = set(ids)
@@ -195,10 +231,7 @@ def thumbnails(dataset: Dataset, ids: Sequence[str], size: int = 64) -> dict[str
             image = dataset.load_image(record)
         except BadImageError:
             continue
-        image.thumbnail((size, size))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=70)
-        out[record.id] = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+        out[record.id] = _data_uri(image, size)
     return out
 
 

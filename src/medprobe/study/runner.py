@@ -21,6 +21,7 @@ from medprobe.errors import MedprobeError
 from medprobe.features import extract
 from medprobe.features.store import FeatureStore, _atomic_write
 from medprobe.fingerprint import fingerprint
+from medprobe.overlay.spec import OverlaySpec
 from medprobe.progress import console, progress_bar
 from medprobe.study.config import ANALYSES, DatasetEntry, ModelEntry, StudyConfig
 from medprobe.study.grid import (
@@ -29,6 +30,7 @@ from medprobe.study.grid import (
     analyse,
     cross_model_rows,
     dataset_summary,
+    overlay_examples,
     thumbnails,
 )
 
@@ -146,11 +148,33 @@ def run_study(config: StudyConfig, out: Path, *, show_progress: bool = True) -> 
         batch_size=config.batch_size,
         show_progress=show_progress,
         rows=rows,
+        n_thumbnails=config.thumbnails,
+        overlays=config.overlays,
     )
     write_results(outcome.results, out)
     _write_views(outcome, out)
     _write_run_json(config, out, provenance)
     return outcome
+
+
+def _overlay_rows(encoder, dataset, overlays, store, seed, batch_size) -> list[dict[str, Any]]:
+    if not overlays:
+        return []
+    from medprobe.analysis.overlay_bias import overlay_bias, overlay_rows
+
+    results = overlay_bias(
+        encoder, dataset, list(overlays), cache=store, seed=seed, batch_size=batch_size
+    )
+    context = {
+        "encoder": encoder.name,
+        "domain": encoder.spec.domain,
+        "dataset": dataset.name,
+        "modality": dataset.modality,
+        "seed": seed,
+        "encoder_revision": encoder.weights_source or encoder.spec.revision or "",
+        "medprobe_version": __version__,
+    }
+    return overlay_rows(results, context)
 
 
 def default_cache() -> Path:
@@ -175,6 +199,7 @@ def run_models(
     show_progress: bool = True,
     rows: list[dict[str, Any]] | None = None,
     n_thumbnails: int = 3000,
+    overlays: Sequence[OverlaySpec] = (),
 ) -> tuple[StudyOutcome, list[dict[str, Any]]]:
     """Every model on every dataset. A model or dataset that fails becomes an error row and the
     run goes on; with ``units``, finished (model, dataset) pairs are skipped on a rerun."""
@@ -224,6 +249,7 @@ def run_models(
                     list(analyses),
                     list(embeddings),
                     seed,
+                    [o.describe() for o in overlays],
                 )
                 try:
                     fs = extract(
@@ -243,7 +269,8 @@ def run_models(
                         predictions: dict[str, Any] = {}
                         unit = {
                             "key": key,
-                            "rows": analyse(fs, encoder, seed, analyses, predictions),
+                            "rows": analyse(fs, encoder, seed, analyses, predictions)
+                            + _overlay_rows(encoder, dataset, overlays, store, seed, batch_size),
                             "predictions": predictions,
                             "encoder": encoder.name,
                             "dataset": name,
@@ -276,6 +303,8 @@ def run_models(
     for name, dataset in datasets.items():
         ids = list(dict.fromkeys(i for v in outcome.views if v.dataset == name for i in v.ids))
         outcome.thumbnails[name] = thumbnails(dataset, ids[:n_thumbnails])
+        if overlays:
+            outcome.overlay_examples[name] = overlay_examples(dataset, overlays)
     outcome.results = results_frame(rows)
     return outcome, provenance
 
@@ -298,6 +327,8 @@ def _write_views(outcome: StudyOutcome, out: Path) -> None:
         "encoders": outcome.encoders,
         "datasets": outcome.datasets,
         "skipped": outcome.skipped,
+        "thumbnails": outcome.thumbnails,
+        "overlay_examples": outcome.overlay_examples,
     }
     _atomic_write(
         out / "views.json", lambda h: h.write(json.dumps(data, default=_json_default).encode())
@@ -318,6 +349,8 @@ def load_outcome(out: Path) -> StudyOutcome:
         encoders=data["encoders"],
         datasets=data["datasets"],
         skipped=data["skipped"],
+        thumbnails=data["thumbnails"],
+        overlay_examples=data["overlay_examples"],
     )
 
 
