@@ -14,8 +14,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
-from medprobe.fonts import load_font
-
 # Dermoscopic colours (RGB in [0, 1]): light brown, dark brown, black, blue-grey, red.
 LESION_COLOURS = np.array(
     [
@@ -190,28 +188,3 @@ def draw_ruler(rng: np.random.Generator, canvas: Image.Image) -> None:
             3: ((0, pos), (length, pos)),
         }
         draw.line(segments[edge], fill=colour, width=max(1, size // 128))
-
-
-def draw_text(
-    canvas: Image.Image,
-    text: str,
-    *,
-    height_fraction: float,
-    xy_fraction: tuple[float, float],
-    colour: tuple[int, int, int] = (255, 255, 255),
-    outline: tuple[int, int, int] = (0, 0, 0),
-) -> tuple[int, int, int, int]:
-    """Burn ``text`` into the image; returns its bounding box (x0, y0, x1, y1) in pixels.
-
-    ``xy_fraction`` places the top-left corner as a fraction of the free space, so any value in
-    [0, 1]^2 keeps the text inside the image.
-    """
-    width, height = canvas.size
-    font = load_font(round(height * height_fraction))
-    stroke = max(1, round(font.size / 12))
-    draw = ImageDraw.Draw(canvas)
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
-    x = round((width - (x1 - x0)) * xy_fraction[0]) - x0
-    y = round((height - (y1 - y0)) * xy_fraction[1]) - y0
-    draw.text((x, y), text, font=font, fill=colour, stroke_width=stroke, stroke_fill=outline)
-    return (x + x0, y + y0, x + x1, y + y1)

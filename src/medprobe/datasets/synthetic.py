@@ -151,10 +151,17 @@ def render_image(config: SyntheticConfig, index: int) -> tuple[Image.Image, Imag
         pixels = render.add_vignetting(rng, pixels)
     canvas = Image.fromarray((pixels * 255).round().astype(np.uint8))
     if plan.text:
-        corner = (float(rng.integers(2)), float(rng.integers(2)))  # one of the four corners
-        render.draw_text(
-            canvas, plan.text, height_fraction=config.text.height_fraction, xy_fraction=corner
+        from medprobe.overlay import OverlaySpec, TextOverlay
+
+        corner = ("top-left", "top-right", "bottom-left", "bottom-right")[int(rng.integers(4))]
+        spec = OverlaySpec(
+            source="fixed",
+            text=plan.text,
+            position=corner,
+            margin=0.0,
+            size=config.text.height_fraction,
         )
+        canvas = TextOverlay(spec, CLASS_NAMES).draw(canvas, plan.text, index)[0]
     return canvas, plan
 
 

@@ -38,7 +38,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """``write(handle)`` into a temp file in the same folder, fsync, then rename over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -53,7 +53,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda h: h.write(json.dumps(data, indent=1, default=str).encode()))
+    atomic_write(path, lambda h: h.write(json.dumps(data, indent=1, default=str).encode()))
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class Entry:
     def add_shard(self, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
         """Write records ``[start, stop)``; the manifest only names it once it is on disk."""
         name = f"part-{start:09d}.npz"
-        _atomic_write(self.path / name, lambda h: np.savez(h, **arrays))
+        atomic_write(self.path / name, lambda h: np.savez(h, **arrays))
         manifest = self.manifest()
         manifest["shards"].append(
             {"start": start, "stop": stop, "file": name, "sha256": _sha256(self.path / name)}
@@ -134,7 +134,7 @@ class Entry:
             for p in parts
             for i, r in zip(p["skipped_ids"], p["skipped_reasons"], strict=True)
         ]
-        _atomic_write(self.path / "index.npz", lambda h: np.savez(h, **index))
+        atomic_write(self.path / "index.npz", lambda h: np.savez(h, **index))
         manifest = self.manifest()
         manifest.update(
             complete=True,

@@ -19,7 +19,7 @@ from medprobe.datasets.base import Dataset
 from medprobe.encoders import create_encoder
 from medprobe.errors import MedprobeError
 from medprobe.features import extract
-from medprobe.features.store import FeatureStore, _atomic_write
+from medprobe.features.store import FeatureStore, atomic_write
 from medprobe.fingerprint import fingerprint
 from medprobe.overlay.spec import OverlaySpec
 from medprobe.progress import console, progress_bar
@@ -112,7 +112,7 @@ class _Units:
 
     def save(self, model: str, dataset: str, unit: dict[str, Any]) -> None:
         path = self.path(model, dataset)
-        _atomic_write(path, lambda h: h.write(json.dumps(unit, default=_json_default).encode()))
+        atomic_write(path, lambda h: h.write(json.dumps(unit, default=_json_default).encode()))
 
 
 def _json_default(value: Any) -> Any:
@@ -330,7 +330,7 @@ def _write_views(outcome: StudyOutcome, out: Path) -> None:
         "thumbnails": outcome.thumbnails,
         "overlay_examples": outcome.overlay_examples,
     }
-    _atomic_write(
+    atomic_write(
         out / "views.json", lambda h: h.write(json.dumps(data, default=_json_default).encode())
     )
 
@@ -393,6 +393,6 @@ def _write_run_json(config: StudyConfig, out: Path, provenance: list[dict[str, A
             "torch_threads": torch.get_num_threads(),
         },
     }
-    _atomic_write(
+    atomic_write(
         out / "run.json", lambda h: h.write(json.dumps(record, indent=1, default=str).encode())
     )
