@@ -189,9 +189,11 @@ def test_bundled_paper_study_without_weights_lists_what_to_download(tmp_path, sh
     assert result.returncode == 2
     assert took < 5, took
     assert "Traceback" not in result.stderr
+    # (Other tests put fake BiomedCLIP, CLIP B/16, ... into the test HF cache; these never are.)
     for fragment in (
-        "hf download microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
-        "hf download openai/clip-vit-base-patch16",
+        "hf download google/medsiglip-448",
+        "hf download suinleelab/monet",
+        "hf download openai/clip-vit-large-patch14-336",
         "llm2clip-openai-l14-336",
     ):
         assert fragment in result.stderr
