@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from medprobe.datasets import image_folder, synthetic
@@ -236,3 +237,11 @@ def test_ray_engine_matches_local(tmp_path):
         )
     finally:
         ray.shutdown()
+
+
+def test_encoders_carry_a_recipe_that_rebuilds_them():
+    encoder = create_encoder(TINY_VIT)
+    again = create_encoder(**encoder.recipe)
+    assert again.identity() == encoder.identity()
+    batch = encoder.normalize(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    assert np.array_equal(encoder.encode_images(batch), again.encode_images(batch))

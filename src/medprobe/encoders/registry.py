@@ -86,12 +86,14 @@ def create_encoder(
         spec = spec.model_copy(update={"revision": revision})
     module, function = _LOADERS[spec.library].split(":")
     loader = getattr(importlib.import_module(module), function)
-    return loader(
-        spec,
-        device=device,
-        weights=Path(weights) if weights is not None else None,
-        trust_remote_code=trust_remote_code,
-    )
+    options = {
+        "weights": Path(weights) if weights is not None else None,
+        "trust_remote_code": trust_remote_code,
+    }
+    encoder = loader(spec, device=device, **options)
+    # What rebuilds this encoder in another process (Ray actors load weights where they run).
+    encoder.recipe = {"name_or_spec": spec, **options}
+    return encoder
 
 
 def _register_all(specs: Iterable[EncoderSpec]) -> None:
