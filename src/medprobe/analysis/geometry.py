@@ -9,7 +9,7 @@ import numpy as np
 from scipy.stats import chi2
 from sklearn.neighbors import NearestNeighbors
 
-from medprobe.analysis.stats import Estimate, bootstrap, stratified_subsample
+from medprobe.analysis.stats import Estimate, SubsampledAnalyser, bootstrap
 from medprobe.analysis.zeroshot import unit_rows
 from medprobe.features.featureset import FeatureSet
 
@@ -53,28 +53,14 @@ def modality_gap(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> f
     )
 
 
-class Geometry:
+class Geometry(SubsampledAnalyser):
     """Effective rank, TwoNN intrinsic dimension, anisotropy, and (given class text embeddings)
     the modality gap. Computed on at most ``max_samples`` images (stratified, seeded)."""
 
-    def __init__(
-        self,
-        *,
-        n_resamples: int = 200,
-        confidence: float = 0.95,
-        seed: int = 0,
-        max_samples: int = 10_000,
-    ) -> None:
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
-        self.max_samples = max_samples
-
     def fit(self, fs: FeatureSet, text_embeddings: np.ndarray | None = None) -> Self:
         fs.check_finite()
-        keep = stratified_subsample(fs.labels, self.max_samples, self.seed)
-        x, y = np.asarray(fs.features, dtype=np.float64)[keep], fs.labels[keep]
-        boot = {"n_resamples": self.n_resamples, "confidence": self.confidence, "seed": self.seed}
+        x, y = self._subsample(fs)
+        boot = self._boot()
         u = unit_rows(x)
 
         def mean_cosine(idx: np.ndarray) -> np.ndarray:

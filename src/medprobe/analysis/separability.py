@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_samples
 
-from medprobe.analysis.stats import Estimate, bootstrap, stratified_subsample
+from medprobe.analysis.stats import Estimate, SubsampledAnalyser, bootstrap
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
@@ -73,7 +73,7 @@ def fisher_ratio(x: np.ndarray, y: np.ndarray) -> float:
     return between / within if within > 0 else float("inf")
 
 
-class Separability:
+class Separability(SubsampledAnalyser):
     """Silhouette (cosine, euclidean), Davies-Bouldin, Calinski-Harabasz, Fisher ratio, and the
     NMI / ARI between k-means clusters (k = number of classes) and the labels.
 
@@ -85,26 +85,12 @@ class Separability:
     pairs of the one clustering. Lower is better only for Davies-Bouldin.
     """
 
-    def __init__(
-        self,
-        *,
-        n_resamples: int = 200,
-        confidence: float = 0.95,
-        seed: int = 0,
-        max_samples: int = 10_000,
-    ) -> None:
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
-        self.max_samples = max_samples
-
     def fit(self, fs: FeatureSet) -> Self:
         fs.check_finite()
         if len(np.unique(fs.labels)) < 2:
             raise MedprobeError(f"{fs.dataset!r} has fewer than 2 classes; separability needs 2")
-        keep = stratified_subsample(fs.labels, self.max_samples, self.seed)
-        x, y = np.asarray(fs.features, dtype=np.float64)[keep], fs.labels[keep]
-        boot = {"n_resamples": self.n_resamples, "confidence": self.confidence, "seed": self.seed}
+        x, y = self._subsample(fs)
+        boot = self._boot()
         scores: dict[str, Estimate] = {}
         for metric in ("cosine", "euclidean"):
             per_image = silhouette_samples(x, y, metric=metric)
