@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from medprobe.analysis.stats import Estimate
+from medprobe.atomic import atomic_write
 
 COLUMNS = (
     "encoder",
@@ -54,7 +55,5 @@ def results_frame(rows: list[Mapping[str, Any]]) -> pd.DataFrame:
 
 def write_results(frame: pd.DataFrame, out: Path) -> None:
     """``out/results.csv`` and ``out/results.parquet`` (written atomically)."""
-    for name, writer in (("results.csv", frame.to_csv), ("results.parquet", frame.to_parquet)):
-        tmp = out / f".{name}.tmp"
-        writer(tmp, index=False)
-        tmp.replace(out / name)
+    atomic_write(out / "results.csv", lambda h: frame.to_csv(h, index=False))
+    atomic_write(out / "results.parquet", lambda h: frame.to_parquet(h, index=False))

@@ -20,6 +20,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from medprobe._version import __version__
+from medprobe.atomic import atomic_write
 from medprobe.report.figures import metric_bars
 from medprobe.study import StudyOutcome
 
@@ -236,8 +237,7 @@ def write_report(outcome: StudyOutcome, out: Path) -> dict[str, Path]:
     run = out / "run.json"
     provenance = json.loads(run.read_text()) if run.is_file() else {}
     path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(render_report(outcome, provenance), encoding="utf-8")
-    tmp.replace(path)
+    html = render_report(outcome, provenance).encode("utf-8")
+    atomic_write(path, lambda h: h.write(html))
     write_figures(outcome, out / "figures", KEY_METRICS)
     return {"report.html": path, "figures": out / "figures"}

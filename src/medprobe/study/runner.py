@@ -14,12 +14,13 @@ import numpy as np
 
 from medprobe._version import __version__
 from medprobe.analysis.results import results_frame, write_results
+from medprobe.atomic import atomic_write
 from medprobe.datasets import image_folder, manifest, medmnist, synthetic
 from medprobe.datasets.base import Dataset
 from medprobe.encoders import create_encoder
 from medprobe.errors import MedprobeError
 from medprobe.features import extract
-from medprobe.features.store import FeatureStore, atomic_write
+from medprobe.features.store import FeatureStore
 from medprobe.fingerprint import fingerprint
 from medprobe.overlay.spec import OverlaySpec
 from medprobe.progress import console, progress_bar
