@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -543,6 +544,95 @@ def data_inspect(
             output.print(f"  {image_id}: {reason}", highlight=False, markup=False)
     else:
         output.print("no problems found")
+
+
+audit_app = typer.Typer(help="Audit a dataset for shortcuts.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("text")
+def audit_text_command(
+    data: Annotated[
+        Path, typer.Argument(help="Class folders, a .csv/.parquet manifest or a .npz.")
+    ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Measure this encoder's reliance (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write results.csv/parquet, detections and report.html.")
+    ] = None,
+    mask: Annotated[str, typer.Option(help="How text is removed: fill or inpaint.")] = "fill",
+    min_confidence: Annotated[float, typer.Option(help="Tesseract word confidence, 0-100.")] = 85,
+    modality: Annotated[str | None, typer.Option(help="e.g. chest x-ray.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of splits, probes and bootstraps.")] = 0,
+) -> None:
+    """Find burned-in text (OCR), test whether it leaks the label, and whether models use it."""
+    from rich.table import Table
+
+    from medprobe.analysis.results import results_frame, write_results
+    from medprobe.audit import TextDetector, audit_text
+    from medprobe.datasets import open_dataset
+    from medprobe.encoders import create_encoder
+    from medprobe.study.grid import StudyOutcome, dataset_summary
+
+    if mask not in ("fill", "inpaint"):
+        raise MedprobeError(f"--mask must be fill or inpaint; got {mask!r}")
+    if not 0 <= min_confidence <= 100:
+        raise MedprobeError("--min-confidence must be between 0 and 100")
+    dataset = open_dataset(data, modality=modality)
+    encoders = [create_encoder(name) for name in model or []]
+    store = writable_dir(cache or _default_cache(), "--cache")
+    audit = audit_text(
+        dataset,
+        encoders,
+        detector=TextDetector(min_confidence=min_confidence),
+        mask=mask,  # type: ignore[arg-type]
+        cache=store,
+        seed=seed,
+        show_progress=True,
+    )
+    table = Table("class", "images with text [95% CI]", title=f"burned-in text in {dataset.name}")
+    for group, est in audit.prevalence.items():
+        table.add_row(group, f"{est.value:.1%} [{est.ci_low:.1%}, {est.ci_high:.1%}] of {est.n}")
+    output.print(table)
+    if not audit.tokens.empty:
+        output.print("frequent words: " + ", ".join(audit.tokens.token.head(10)), markup=False)
+    leak = audit.leakage
+    verdict = "[bold red]LEAKS the label[/]" if leak.flagged_ else "no leakage detected"
+    est = leak.balanced_accuracy_
+    output.print(
+        f"label from OCR output alone: balanced accuracy {est.value:.3f} "
+        f"[{est.ci_low:.3f}, {est.ci_high:.3f}] vs chance {leak.chance_:.3f}, "
+        f"permutation p = {leak.p_value_:.3f}: {verdict}"
+    )
+    if audit.reliance:
+        table = Table("model", "metric", "value [95% CI]", title="reliance: original vs masked")
+        for name, scores in audit.reliance.items():
+            for metric, est in scores.items():
+                table.add_row(
+                    name, metric, f"{est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}]"
+                )
+        output.print(table)
+    if out is not None:
+        from medprobe.report.html import write_report
+        from medprobe.study.runner import write_views
+
+        writable_dir(out)
+        frame = results_frame(audit.rows(seed))
+        write_results(frame, out)
+        (out / "text_detections.json").write_text(json.dumps(audit.detections.to_json()))
+        outcome = StudyOutcome(
+            title=f"text audit: {dataset.name}",
+            results=frame,
+            encoders=[{**e.spec.describe(), "weights": e.weights_source or "-"} for e in encoders],
+            datasets=[dataset_summary(dataset)],
+            audit_examples={dataset.name: audit.examples()},
+        )
+        write_views(outcome, out)
+        write_report(outcome, out)
+        output.print(f"wrote {out / 'report.html'} and {out / 'results.csv'}")
 
 
 def main(argv: list[str] | None = None) -> int:

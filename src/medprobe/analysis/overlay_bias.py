@@ -118,6 +118,46 @@ def _probe_on_overlaid(probe, clean: FeatureSet, over: FeatureSet) -> tuple[np.n
     return clean_scores, over_scores
 
 
+def probe_shift(
+    clean: FeatureSet,
+    shifted: FeatureSet,
+    *,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    names: tuple[str, str] = ("clean", "overlaid"),
+) -> tuple[dict[str, Estimate], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """kNN and linear probes trained on ``clean`` train features and tested on the same test
+    images clean and ``shifted`` (overlaid, masked, ...): ``{probe}_accuracy_{name}`` for both,
+    and ``{probe}_accuracy_drop``, the paired difference. Also returns each probe's test
+    predictions (clean, shifted) for further paired statistics."""
+    y = clean.split("test").labels
+    k = len(clean.class_names)
+    scores: dict[str, Estimate] = {}
+    predictions = {}
+    for probe_name, probe in (
+        ("knn", KNNProbe(k=10, seed=seed)),
+        ("linear", LinearProbe(seed=seed)),
+    ):
+        clean_scores, shifted_scores = _probe_on_overlaid(probe, clean, shifted)
+        for name, proba in zip(names, (clean_scores, shifted_scores), strict=False):
+            scores[f"{probe_name}_accuracy_{name}"] = classification_scores(
+                y, proba, n_resamples=n_resamples, seed=seed
+            )["accuracy"]
+        before, after = clean_scores.argmax(1), shifted_scores.argmax(1)
+        drop = paired_bootstrap(
+            metrics.statistic(metrics.accuracy, y, before, k),
+            metrics.statistic(metrics.accuracy, y, after, k),
+            y,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+        scores[f"{probe_name}_accuracy_drop"] = Estimate(
+            drop.difference, drop.ci_low, drop.ci_high, drop.n
+        )
+        predictions[probe_name] = (before, after)
+    return scores, predictions
+
+
 def overlay_bias(
     encoder: Encoder,
     dataset: Dataset,
@@ -156,26 +196,7 @@ def overlay_bias(
             n_resamples=n_resamples,
             seed=seed,
         )
-        y = clean.split("test").labels
-        k = len(dataset.class_names)
-        for name, probe in (("knn", KNNProbe(k=10, seed=seed)), ("linear", LinearProbe(seed=seed))):
-            clean_scores, over_scores = _probe_on_overlaid(probe, clean, over)
-            result.scores[f"{name}_accuracy_clean"] = classification_scores(
-                y, clean_scores, n_resamples=n_resamples, seed=seed
-            )["accuracy"]
-            result.scores[f"{name}_accuracy_overlaid"] = classification_scores(
-                y, over_scores, n_resamples=n_resamples, seed=seed
-            )["accuracy"]
-            drop = paired_bootstrap(
-                metrics.statistic(metrics.accuracy, y, clean_scores.argmax(1), k),
-                metrics.statistic(metrics.accuracy, y, over_scores.argmax(1), k),
-                y,
-                n_resamples=n_resamples,
-                seed=seed,
-            )
-            result.scores[f"{name}_accuracy_drop"] = Estimate(
-                drop.difference, drop.ci_low, drop.ci_high, drop.n
-            )
+        result.scores.update(probe_shift(clean, over, seed=seed, n_resamples=n_resamples)[0])
         if spec.source == "wrong_class" and encoder.has_text:
             result.scores.update(
                 _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resamples)

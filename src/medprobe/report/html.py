@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
@@ -131,16 +133,11 @@ def _overlay_section(outcome: StudyOutcome) -> dict[str, Any]:
     rows = outcome.results[outcome.results.analysis == "overlay"]
     if rows.empty:
         return {"header": [], "body": [], "charts": [], "examples": outcome.overlay_examples}
-    present = [m for m in OVERLAY_METRICS if (rows.metric == m).any()]
-    body = []
-    for (dataset, encoder, label), group in rows.groupby(
-        ["dataset", "encoder", "params"], sort=False
-    ):
-        cells = [dataset, encoder, str(group.domain.iloc[0]), label]
-        for metric in present:
-            hit = group[group.metric == metric]
-            cells.append(_fmt(hit.iloc[0]) if not hit.empty else "-")
-        body.append(cells)
+    table = _metric_table(
+        rows.rename(columns={"params": "overlay"}),
+        ["dataset", "encoder", "domain", "overlay"],
+        OVERLAY_METRICS,
+    )
     charts = []
     displacement = rows[rows.metric == "displacement"]
     for (dataset, label), group in displacement.groupby(["dataset", "params"], sort=False):
@@ -169,10 +166,75 @@ def _overlay_section(outcome: StudyOutcome) -> dict[str, Any]:
         )
         charts.append(_figure_html(fig))
     return {
-        "header": ["dataset", "encoder", "domain", "overlay", *present],
-        "body": body,
+        **table,
         "charts": charts,
         "examples": outcome.overlay_examples,
+    }
+
+
+RELIANCE_METRICS = (
+    "displacement",
+    "knn_accuracy_original",
+    "knn_accuracy_masked",
+    "knn_accuracy_drop",
+    "knn_fraction_lost",
+    "linear_accuracy_original",
+    "linear_accuracy_masked",
+    "linear_accuracy_drop",
+    "linear_fraction_lost",
+)
+
+
+def _metric_table(rows: pd.DataFrame, keys: list[str], metrics: Sequence[str]):
+    """One table row per ``keys`` group, one column per metric present (value [CI])."""
+    present = [m for m in metrics if (rows.metric == m).any()]
+    body = []
+    for key, group in rows.groupby(keys, sort=False):
+        cells = list(key) if isinstance(key, tuple) else [key]
+        for metric in present:
+            hit = group[group.metric == metric]
+            cells.append(_fmt(hit.iloc[0]) if not hit.empty else "-")
+        body.append(cells)
+    return {"header": [*keys, *present], "body": body}
+
+
+def _audit_section(outcome: StudyOutcome) -> dict[str, Any]:
+    """Burned-in text: per-class prevalence, OCR-only leakage, per-model reliance, examples."""
+    results = outcome.results
+    audit = results[results.analysis == "text_audit"]
+    prevalence = audit[audit.metric == "text_prevalence"]
+    leakage = audit[audit.metric != "text_prevalence"]
+    leak_rows = []
+    for dataset, group in leakage.groupby("dataset", sort=False):
+        value = dict(zip(group.metric, group.to_dict("records"), strict=True))
+        if "leakage_balanced_accuracy" not in value:
+            continue
+        flagged = value.get("leakage_flagged", {}).get("value", 0) == 1
+        leak_rows.append(
+            [
+                dataset,
+                _fmt(pd.Series(value["leakage_balanced_accuracy"])),
+                f"{value['leakage_chance']['value']:.3f}",
+                f"{value.get('leakage_p_value', {}).get('value', float('nan')):.3f}",
+                "LEAKS the label" if flagged else "no leakage detected",
+            ]
+        )
+    return {
+        "prevalence": _metric_table(
+            prevalence.rename(columns={"params": "class"}),
+            ["dataset", "class"],
+            ["text_prevalence"],
+        ),
+        "leakage": {
+            "header": ["dataset", "balanced accuracy (OCR only)", "chance", "permutation p", ""],
+            "body": leak_rows,
+        },
+        "reliance": _metric_table(
+            results[results.analysis == "text_reliance"],
+            ["dataset", "encoder", "domain", "params"],
+            RELIANCE_METRICS,
+        ),
+        "examples": outcome.audit_examples,
     }
 
 
@@ -226,6 +288,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         thumbnails_json=safe_json(outcome.thumbnails),
         provenance=provenance or {},
         overlay=_overlay_section(outcome),
+        audit=_audit_section(outcome),
     )
 
 

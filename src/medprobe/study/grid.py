@@ -53,6 +53,8 @@ class StudyOutcome:
     thumbnails: dict[str, dict[str, str]] = field(default_factory=dict)
     #: dataset -> overlay label -> example overlaid images (data URIs) for the report.
     overlay_examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: dataset -> images with their detected burned-in words boxed (uri, caption).
+    audit_examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
 KNN_KS = (1, 5, 10, 20)
@@ -181,7 +183,7 @@ def run_grid(
     return outcome
 
 
-def _data_uri(image, size: int) -> str:
+def data_uri(image, size: int) -> str:
     import base64
     import io
 
@@ -213,7 +215,7 @@ def overlay_examples(dataset: Dataset, overlays: Sequence, count: int = 4) -> di
                 image = dataset.load_image(dataset.records[index])
             except BadImageError:
                 continue
-            uris.append(_data_uri(overlay(image, dataset.records[index], index), 160))
+            uris.append(data_uri(overlay(image, dataset.records[index], index), 160))
         out[spec.label] = uris
     return out
 
@@ -231,7 +233,7 @@ def thumbnails(dataset: Dataset, ids: Sequence[str], size: int = 64) -> dict[str
             image = dataset.load_image(record)
         except BadImageError:
             continue
-        out[record.id] = _data_uri(image, size)
+        out[record.id] = data_uri(image, size)
     return out
 
 

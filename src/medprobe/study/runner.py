@@ -153,7 +153,7 @@ def run_study(config: StudyConfig, out: Path, *, show_progress: bool = True) -> 
         overlays=config.overlays,
     )
     write_results(outcome.results, out)
-    _write_views(outcome, out)
+    write_views(outcome, out)
     _write_run_json(config, out, provenance)
     return outcome
 
@@ -321,7 +321,8 @@ def _view(fs, embedding, method: str) -> View:
     )
 
 
-def _write_views(outcome: StudyOutcome, out: Path) -> None:
+def write_views(outcome: StudyOutcome, out: Path) -> None:
+    """``out/views.json``: what the report needs besides the results table."""
     data = {
         "title": outcome.title,
         "views": [asdict(v) for v in outcome.views],
@@ -330,6 +331,7 @@ def _write_views(outcome: StudyOutcome, out: Path) -> None:
         "skipped": outcome.skipped,
         "thumbnails": outcome.thumbnails,
         "overlay_examples": outcome.overlay_examples,
+        "audit_examples": outcome.audit_examples,
     }
     atomic_write(
         out / "views.json", lambda h: h.write(json.dumps(data, default=_json_default).encode())
@@ -352,6 +354,7 @@ def load_outcome(out: Path) -> StudyOutcome:
         skipped=data["skipped"],
         thumbnails=data["thumbnails"],
         overlay_examples=data["overlay_examples"],
+        audit_examples=data.get("audit_examples", {}),
     )
 
 

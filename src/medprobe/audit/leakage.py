@@ -1,0 +1,219 @@
+"""Does the burned-in text give the label away? Prevalence per class and an OCR-only classifier."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedKFold, permutation_test_score
+
+from medprobe.analysis.stats import Estimate, bootstrap
+from medprobe.audit.detect import TextBox, TextDetections
+from medprobe.errors import MedprobeError
+
+BOX_FEATURES = (
+    "words",
+    "text_area",
+    "largest_height",
+    "largest_width",
+    "largest_x",
+    "largest_y",
+    "mean_x",
+    "mean_y",
+    "mean_length",
+)
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
+    """A proportion with its Wilson score interval (good for small n and proportions near 0)."""
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    z = sps.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
+
+
+def text_prevalence(detections: TextDetections) -> dict[str, Estimate]:
+    """Fraction of images with any detected text: ``all`` and per class (Wilson 95% CI)."""
+    has = detections.has_text
+    out = {"all": wilson(int(has.sum()), len(has))}
+    for k, name in enumerate(detections.class_names):
+        mine = has[detections.labels == k]
+        out[name] = wilson(int(mine.sum()), len(mine))
+    return out
+
+
+def token_table(detections: TextDetections, min_images: int = 2) -> pd.DataFrame:
+    """Tokens found in at least ``min_images`` images: per class, the fraction of images that
+    contain the token; sorted by how unevenly the token is spread over classes."""
+    per_image = [{b.token for b in boxes if b.token} for boxes in detections.boxes]
+    counts = Counter(t for tokens in per_image for t in tokens)
+    frequent = sorted(t for t, c in counts.items() if c >= min_images)
+    sizes = np.bincount(detections.labels, minlength=len(detections.class_names))
+    rows = []
+    for token in frequent:
+        row: dict[str, object] = {"token": token, "images": counts[token]}
+        for k, name in enumerate(detections.class_names):
+            hits = sum(
+                1
+                for t, y in zip(per_image, detections.labels, strict=True)
+                if y == k and token in t
+            )
+            row[name] = hits / sizes[k] if sizes[k] else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["token", "images", *detections.class_names])
+    if not table.empty:
+        fractions = table[detections.class_names]
+        table = table.assign(spread=fractions.max(axis=1) - fractions.min(axis=1))
+        table = table.sort_values(["spread", "images"], ascending=False, ignore_index=True)
+    return table
+
+
+def box_features(boxes: list[TextBox], size: tuple[int, int]) -> list[float]:
+    """Where and how large the text is (:data:`BOX_FEATURES`), relative to the image."""
+    width, height = (max(1, s) for s in size)
+    if not boxes:
+        return [0.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0, 0.0]
+    largest = max(boxes, key=lambda b: b.height)
+    centres_x = [(b.x + b.width / 2) / width for b in boxes]
+    centres_y = [(b.y + b.height / 2) / height for b in boxes]
+    return [
+        float(len(boxes)),
+        sum(b.width * b.height for b in boxes) / (width * height),
+        largest.height / height,
+        largest.width / width,
+        (largest.x + largest.width / 2) / width,
+        (largest.y + largest.height / 2) / height,
+        float(np.mean(centres_x)),
+        float(np.mean(centres_y)),
+        float(np.mean([len(b.token) for b in boxes])),
+    ]
+
+
+def ocr_features(detections: TextDetections, min_images: int = 2) -> tuple[np.ndarray, list[str]]:
+    """One row per image: which frequent tokens it contains (binary) and its box features.
+
+    The vocabulary (tokens in at least ``min_images`` images) ignores the labels, so choosing
+    it on all images leaks nothing into the cross-validation.
+    """
+    per_image = [{b.token for b in boxes if b.token} for boxes in detections.boxes]
+    counts = Counter(t for tokens in per_image for t in tokens)
+    vocabulary = sorted(t for t, c in counts.items() if c >= min_images)
+    tokens = np.array([[t in mine for t in vocabulary] for mine in per_image], dtype=float)
+    tokens = tokens.reshape(len(per_image), len(vocabulary))
+    boxes = np.array(
+        [box_features(b, s) for b, s in zip(detections.boxes, detections.sizes, strict=True)],
+        dtype=float,
+    )
+    names = [f"token:{t}" for t in vocabulary] + list(BOX_FEATURES)
+    return np.hstack([tokens, boxes]), names
+
+
+class TextLeakage:
+    """How well can the label be predicted from the OCR output alone?
+
+    A random forest on :func:`ocr_features` is cross-validated (stratified ``n_splits``-fold,
+    repeated ``n_repeats`` times with different shuffles); each image's correctness is averaged
+    over the repeats, and the balanced accuracy gets a stratified-bootstrap CI over images. The
+    class-prior baseline scores ``chance_ = 1/K`` balanced accuracy. When most images carry no
+    text, the bootstrap CI can be narrow around a tiny gain, so a label-permutation test of the
+    same cross-validation (``n_permutations``; Ojala & Garriga 2010) gives ``p_value_``.
+    ``flagged_`` (the text leaks the label) needs both: CI above chance and p < ``alpha``.
+
+    Fitted attributes: ``balanced_accuracy_``, ``accuracy_`` (Estimates), ``chance_``,
+    ``prior_accuracy_`` (majority-class accuracy), ``p_value_``, ``flagged_``, ``feature_names_``,
+    ``importances_`` (feature -> mean impurity decrease of a forest fit on all images).
+    """
+
+    def __init__(
+        self,
+        n_splits: int = 5,
+        n_repeats: int = 5,
+        n_resamples: int = 1000,
+        min_images: int = 2,
+        n_permutations: int = 100,
+        alpha: float = 0.05,
+        seed: int = 0,
+    ) -> None:
+        self.n_splits = n_splits
+        self.n_repeats = n_repeats
+        self.n_resamples = n_resamples
+        self.min_images = min_images
+        self.n_permutations = n_permutations
+        self.alpha = alpha
+        self.seed = seed
+
+    def _forest(self, seed: int) -> RandomForestClassifier:
+        return RandomForestClassifier(
+            n_estimators=50, min_samples_leaf=2, class_weight="balanced", random_state=seed
+        )
+
+    def fit(self, detections: TextDetections) -> TextLeakage:
+        y = np.asarray(detections.labels)
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise MedprobeError("leakage needs images of at least two classes")
+        folds = min(self.n_splits, int(counts.min()))
+        if folds < 2:
+            raise MedprobeError("leakage needs at least 2 images in every class (cross-validation)")
+        x, self.feature_names_ = ocr_features(detections, self.min_images)
+        correct = np.zeros(len(y))
+        for repeat in range(self.n_repeats):
+            cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed + repeat)
+            for train, test in cv.split(x, y):
+                forest = self._forest(self.seed + repeat).fit(x[train], y[train])
+                correct[test] += forest.predict(x[test]) == y[test]
+        correct /= self.n_repeats
+        self.correct_ = correct
+        masks = [(y == c).astype(float) for c in classes]
+        sizes = [m.sum() for m in masks]
+
+        def balanced(idx: np.ndarray) -> np.ndarray:
+            # stratified resamples keep each class's size, so per-class means divide by it
+            return np.mean(
+                [(correct[idx] * m[idx]).sum(1) / s for m, s in zip(masks, sizes, strict=True)], 0
+            )
+
+        boot = {"n_resamples": self.n_resamples, "seed": self.seed}
+        self.balanced_accuracy_ = bootstrap(balanced, y, **boot)
+        self.accuracy_ = bootstrap(lambda idx: correct[idx].mean(axis=1), y, **boot)
+        self.chance_ = 1 / len(classes)
+        self.prior_accuracy_ = float(counts.max() / counts.sum())
+        _, _, self.p_value_ = permutation_test_score(
+            self._forest(self.seed),
+            x,
+            y,
+            cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
+            n_permutations=self.n_permutations,
+            scoring="balanced_accuracy",
+            random_state=self.seed,
+            n_jobs=-1,
+        )
+        self.flagged_ = bool(
+            self.balanced_accuracy_.ci_low > self.chance_ and self.p_value_ < self.alpha
+        )
+        full = self._forest(self.seed).fit(x, y)
+        self.importances_ = dict(
+            sorted(
+                zip(self.feature_names_, full.feature_importances_, strict=True),
+                key=lambda kv: -kv[1],
+            )
+        )
+        return self
+
+    def scores(self) -> dict[str, Estimate]:
+        """Result-table metrics (the prior baselines as exact values)."""
+        n = self.balanced_accuracy_.n
+        return {
+            "leakage_balanced_accuracy": self.balanced_accuracy_,
+            "leakage_chance": Estimate.exact(self.chance_, n),
+            "leakage_accuracy": self.accuracy_,
+            "leakage_prior_accuracy": Estimate.exact(self.prior_accuracy_, n),
+            "leakage_p_value": Estimate.exact(float(self.p_value_), n),
+            "leakage_flagged": Estimate.exact(float(self.flagged_), n),
+        }

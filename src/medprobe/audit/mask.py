@@ -1,0 +1,73 @@
+"""Remove detected text from images: the "what if the text were not there" counterfactual."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from medprobe.audit.detect import TextBox, TextDetections
+from medprobe.datasets.base import Record
+
+MaskMode = Literal["fill", "inpaint"]
+
+
+class TextMask:
+    """An image transform (the extractor's overlay protocol) that erases detected words.
+
+    ``fill`` paints each word's box, grown by ``pad`` x its height, with the median colour of
+    the ring around it; ``inpaint`` fills it with OpenCV's Telea inpainting. Images without
+    detected text are returned unchanged, so their features do not move.
+    """
+
+    def __init__(self, detections: TextDetections, mode: MaskMode = "fill", pad: float = 0.3):
+        if mode not in ("fill", "inpaint"):
+            raise ValueError(f"mask mode must be 'fill' or 'inpaint', not {mode!r}")
+        self.detections, self.mode, self.pad = detections, mode, pad
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "text-mask",
+            "mode": self.mode,
+            "pad": self.pad,
+            "detections": self.detections.digest(),
+        }
+
+    def __call__(self, image: Image.Image, record: Record, index: int) -> Image.Image:
+        boxes = self.detections.boxes_of(record.id)
+        return self.apply(image, boxes) if boxes else image
+
+    def _rect(self, box: TextBox, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        grow = max(1, round(self.pad * box.height))
+        return (
+            max(0, box.y - grow),
+            min(shape[0], box.y + box.height + grow),
+            max(0, box.x - grow),
+            min(shape[1], box.x + box.width + grow),
+        )
+
+    def apply(self, image: Image.Image, boxes: list[TextBox]) -> Image.Image:
+        """``image`` with ``boxes`` erased."""
+        pixels = np.array(image.convert("RGB"))
+        if self.mode == "inpaint":
+            import cv2
+
+            mask = np.zeros(pixels.shape[:2], np.uint8)
+            for box in boxes:
+                y0, y1, x0, x1 = self._rect(box, pixels.shape)
+                mask[y0:y1, x0:x1] = 255
+            radius = max(3, max(b.height for b in boxes) // 2)
+            return Image.fromarray(cv2.inpaint(pixels, mask, radius, cv2.INPAINT_TELEA))
+        for box in boxes:
+            y0, y1, x0, x1 = self._rect(box, pixels.shape)
+            ring = max(2, box.height // 2)
+            outer = pixels[max(0, y0 - ring) : y1 + ring, max(0, x0 - ring) : x1 + ring].reshape(
+                -1, 3
+            )
+            inner = np.zeros(pixels.shape[:2], bool)
+            inner[y0:y1, x0:x1] = True
+            around = inner[max(0, y0 - ring) : y1 + ring, max(0, x0 - ring) : x1 + ring].ravel()
+            colour = np.median(outer[~around], axis=0) if (~around).any() else outer.mean(0)
+            pixels[y0:y1, x0:x1] = colour.astype(np.uint8)
+        return Image.fromarray(pixels)

@@ -1,0 +1,71 @@
+"""Does a model use the burned-in text? Its features with and without the detected text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medprobe.analysis.overlay_bias import per_image_displacement, probe_shift
+from medprobe.analysis.stats import Estimate, bootstrap
+from medprobe.audit.detect import TextDetections
+from medprobe.audit.mask import MaskMode, TextMask
+from medprobe.datasets.base import Dataset
+from medprobe.encoders.base import Encoder
+from medprobe.errors import MedprobeError
+from medprobe.features import extract
+
+
+def text_reliance(
+    encoder: Encoder,
+    dataset: Dataset,
+    detections: TextDetections,
+    *,
+    mask: MaskMode = "fill",
+    cache: str | Path | Any = None,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    batch_size: int = 32,
+    show_progress: bool = False,
+) -> dict[str, Estimate]:
+    """Features of the original images vs the same images with the detected text masked.
+
+    - ``displacement``: original-vs-masked cosine distance over the between-class distance,
+      averaged over the images that have text (the others do not change);
+    - ``{knn,linear}_accuracy_{original,masked}``: probes trained on the original train
+      images, tested on the original and on the masked test images; ``..._drop`` the paired
+      difference;
+    - ``{knn,linear}_fraction_lost``: drop / (original accuracy - majority-class accuracy),
+      the share of the probe's above-prior accuracy that disappears with the text.
+    """
+    if detections.dataset != dataset.name:
+        raise MedprobeError(
+            f"detections are of dataset {detections.dataset!r}, not {dataset.name!r}"
+        )
+    boot = {"n_resamples": n_resamples, "seed": seed}
+    options = {"cache": cache, "batch_size": batch_size, "show_progress": show_progress}
+    original = extract(encoder, dataset, **options)
+    masked = extract(encoder, dataset, overlay=TextMask(detections, mask), **options)
+    scores: dict[str, Estimate] = {}
+    with_text = np.array([bool(detections.boxes_of(i)) for i in original.ids])
+    if with_text.any():
+        moved = per_image_displacement(original, masked, seed)[with_text]
+        labels = original.labels[with_text]
+        scores["displacement"] = bootstrap(lambda idx: moved[idx].mean(axis=1), labels, **boot)
+    shift, predictions = probe_shift(
+        original, masked, seed=seed, n_resamples=n_resamples, names=("original", "masked")
+    )
+    scores.update(shift)
+    y = original.split("test").labels
+    prior = np.bincount(y).max() / len(y)
+    for probe, (before, after) in predictions.items():
+        right_before, right_after = (before == y).astype(float), (after == y).astype(float)
+
+        def lost(idx: np.ndarray, a=right_before, b=right_after) -> np.ndarray:
+            above = a[idx].mean(axis=1) - prior
+            drop = a[idx].mean(axis=1) - b[idx].mean(axis=1)
+            return np.where(above > 1e-9, drop / np.maximum(above, 1e-9), np.nan)
+
+        scores[f"{probe}_fraction_lost"] = bootstrap(lost, y, **boot)
+    return scores

@@ -1,0 +1,133 @@
+"""The whole text audit of one dataset: detection, prevalence, leakage, reliance per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from PIL import ImageDraw
+
+from medprobe._version import __version__
+from medprobe.analysis.results import estimate_rows
+from medprobe.analysis.stats import Estimate
+from medprobe.audit.detect import TextDetections, TextDetector, detect_text
+from medprobe.audit.leakage import TextLeakage, text_prevalence, token_table
+from medprobe.audit.mask import MaskMode
+from medprobe.audit.reliance import text_reliance
+from medprobe.datasets.base import Dataset
+from medprobe.encoders.base import Encoder
+
+OCR = "(ocr)"  # the encoder column of dataset-level audit rows: the OCR is the "model"
+
+
+@dataclass
+class TextAudit:
+    """Detections, per-class prevalence, frequent tokens, leakage and per-model reliance."""
+
+    dataset: Dataset
+    detections: TextDetections
+    prevalence: dict[str, Estimate]
+    tokens: pd.DataFrame
+    leakage: TextLeakage | None
+    mask: MaskMode = "fill"
+    reliance: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    domains: dict[str, str] = field(default_factory=dict)
+    revisions: dict[str, str] = field(default_factory=dict)
+
+    def rows(self, seed: int = 0) -> list[dict[str, Any]]:
+        """Result-table rows: ``text_audit`` (dataset level) and ``text_reliance`` (per model)."""
+        context = {
+            "encoder": OCR,
+            "domain": "",
+            "dataset": self.dataset.name,
+            "modality": self.dataset.modality,
+            "seed": seed,
+            "encoder_revision": f"tesseract {self.detections.detector.get('tesseract', '')}",
+            "medprobe_version": __version__,
+        }
+        rows = []
+        for group, estimate in self.prevalence.items():
+            rows += estimate_rows(context, "text_audit", {"text_prevalence": estimate}, group)
+        if self.leakage is not None:
+            rows += estimate_rows(context, "text_audit", self.leakage.scores(), "ocr-only")
+        for name, scores in self.reliance.items():
+            model = {
+                **context,
+                "encoder": name,
+                "domain": self.domains.get(name, ""),
+                "encoder_revision": self.revisions.get(name, ""),
+            }
+            rows += estimate_rows(model, "text_reliance", scores, f"mask={self.mask}")
+        return rows
+
+    def examples(self, count: int = 8, size: int = 200) -> list[dict[str, str]]:
+        """Images with their detected words boxed (data URIs + captions): images with text
+        first, taking classes in turn, then images without text."""
+        from medprobe.study.grid import data_uri
+
+        position = {r.id: k for k, r in enumerate(self.dataset.records)}
+        with_text = [k for k, boxes in enumerate(self.detections.boxes) if boxes]
+        order: list[int] = []
+        for k in range(len(self.detections.class_names)):
+            order += [i for i in with_text if self.detections.labels[i] == k][: count // 2]
+        order = sorted(order, key=lambda i: with_text.index(i))[:count]
+        order += [i for i in range(len(self.detections.ids)) if i not in with_text][
+            : max(0, count - len(order))
+        ]
+        examples = []
+        for i in order:
+            record = self.dataset.records[position[self.detections.ids[i]]]
+            image = self.dataset.load_image(record).convert("RGB")
+            draw = ImageDraw.Draw(image)
+            line = max(1, round(max(image.size) / 200))
+            for box in self.detections.boxes[i]:
+                draw.rectangle(
+                    (box.x, box.y, box.x + box.width, box.y + box.height),
+                    outline=(255, 40, 40),
+                    width=line,
+                )
+            words = " ".join(b.text for b in self.detections.boxes[i]) or "no text"
+            examples.append(
+                {
+                    "uri": data_uri(image, size),
+                    "caption": f"{self.detections.class_names[record.label]}: {words}",
+                }
+            )
+        return examples
+
+
+def audit_text(
+    dataset: Dataset,
+    encoders: Sequence[Encoder] = (),
+    *,
+    detector: TextDetector | None = None,
+    mask: MaskMode = "fill",
+    cache: Any = None,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    batch_size: int = 32,
+    show_progress: bool = False,
+) -> TextAudit:
+    """Audit ``dataset`` for burned-in text and, for each encoder, measure its reliance on it."""
+    detections = detect_text(dataset, detector, cache=cache, show_progress=show_progress)
+    leakage = TextLeakage(n_resamples=n_resamples, seed=seed).fit(detections)
+    audit = TextAudit(
+        dataset, detections, text_prevalence(detections), token_table(detections), leakage, mask
+    )
+    for encoder in encoders:
+        audit.reliance[encoder.name] = text_reliance(
+            encoder,
+            dataset,
+            detections,
+            mask=mask,
+            cache=cache,
+            seed=seed,
+            n_resamples=n_resamples,
+            batch_size=batch_size,
+            show_progress=show_progress,
+        )
+        audit.domains[encoder.name] = encoder.spec.domain
+        audit.revisions[encoder.name] = encoder.weights_source or encoder.spec.revision or ""
+    return audit
