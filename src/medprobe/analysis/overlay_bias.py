@@ -125,20 +125,24 @@ def probe_shift(
     seed: int = 0,
     n_resamples: int = 1000,
     names: tuple[str, str] = ("clean", "overlaid"),
+    retrain: bool = False,
 ) -> tuple[dict[str, Estimate], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """kNN and linear probes trained on ``clean`` train features and tested on the same test
     images clean and ``shifted`` (overlaid, masked, ...): ``{probe}_accuracy_{name}`` for both,
-    and ``{probe}_accuracy_drop``, the paired difference. Also returns each probe's test
+    and ``{probe}_accuracy_drop``, the paired difference. With ``retrain``, the shifted probe
+    is trained on the shifted train features instead (what the features support without the
+    shift, rather than how a clean-trained probe transfers). Also returns each probe's test
     predictions (clean, shifted) for further paired statistics."""
     y = clean.split("test").labels
     k = len(clean.class_names)
     scores: dict[str, Estimate] = {}
     predictions = {}
-    for probe_name, probe in (
-        ("knn", KNNProbe(k=10, seed=seed)),
-        ("linear", LinearProbe(seed=seed)),
-    ):
-        clean_scores, shifted_scores = _probe_on_overlaid(probe, clean, shifted)
+    probes = {"knn": lambda: KNNProbe(k=10, seed=seed), "linear": lambda: LinearProbe(seed=seed)}
+    for probe_name, make in probes.items():
+        if retrain:
+            clean_scores, shifted_scores = make().fit(clean).y_score_, make().fit(shifted).y_score_
+        else:
+            clean_scores, shifted_scores = _probe_on_overlaid(make(), clean, shifted)
         for name, proba in zip(names, (clean_scores, shifted_scores), strict=False):
             scores[f"{probe_name}_accuracy_{name}"] = classification_scores(
                 y, proba, n_resamples=n_resamples, seed=seed

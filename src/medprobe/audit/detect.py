@@ -32,7 +32,7 @@ from medprobe.errors import BadImageError
 from medprobe.fingerprint import fingerprint
 from medprobe.progress import progress_bar
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _GAP = 24  # white pixels around each line on the OCR page
 
 
@@ -61,7 +61,7 @@ class _Line:
     y1: int
     x0: int
     x1: int
-    glyphs: int = 1
+    glyphs: list[tuple[int, int, np.ndarray]] = field(default_factory=list)  # (y, x, mask)
 
     @property
     def height(self) -> int:
@@ -116,8 +116,8 @@ class TextDetector(BaseModel):
             for b in _dedupe(boxes)
         ]
 
-    def _glyphs(self, pixels: np.ndarray, grey: np.ndarray) -> list[tuple[str, int, int, int, int]]:
-        """Glyph-like connected components ``(polarity, y, x, height, width)``."""
+    def _glyphs(self, pixels: np.ndarray, grey: np.ndarray) -> list[tuple]:
+        """Glyph-like connected components ``(polarity, y, x, height, width, mask)``."""
         side = min(grey.shape)
         window = max(7, round(side * self.tophat_size)) | 1
         grey_text = (pixels.max(axis=2) - pixels.min(axis=2)) <= self.max_chroma
@@ -133,11 +133,12 @@ class TextDetector(BaseModel):
             labels, _ = ndi.label(mask, structure=np.ones((3, 3)))
             for i, where in enumerate(ndi.find_objects(labels), 1):
                 h, w = where[0].stop - where[0].start, where[1].stop - where[1].start
-                if not (low <= h <= high and w <= high):
+                if not (low <= h <= high and w <= 4 * high):  # touching letters join
                     continue
-                fill = (labels[where] == i).mean()
-                if 0.1 <= fill <= 0.85:  # not a dot, not a solid blob, not a thin curve
-                    found.append((polarity, where[0].start, where[1].start, h, w))
+                component = labels[where] == i
+                # not a dot, a solid blob or a thin curve; solid bars are strokes ("i", "l")
+                if 0.1 <= component.mean() <= 0.85 or (component.mean() > 0.85 and h >= 2.5 * w):
+                    found.append((polarity, where[0].start, where[1].start, h, w, component))
         return found
 
     def _read(self, grey: np.ndarray, lines: list[_Line]) -> list[TextBox]:
@@ -179,10 +180,10 @@ class TextDetector(BaseModel):
         return boxes
 
 
-def _join_lines(glyphs: list[tuple[str, int, int, int, int]]) -> list[_Line]:
+def _join_lines(glyphs: list[tuple]) -> list[_Line]:
     """Glyphs of one polarity, similar height, overlapping rows and close together -> lines."""
     lines: list[_Line] = []
-    for polarity, y, x, h, w in sorted(glyphs, key=lambda g: (g[0], g[2])):
+    for polarity, y, x, h, w, mask in sorted(glyphs, key=lambda g: (g[0], g[2])):
         for line in lines:
             overlap = min(line.y1, y + h) - max(line.y0, y)
             if (
@@ -191,17 +192,20 @@ def _join_lines(glyphs: list[tuple[str, int, int, int, int]]) -> list[_Line]:
                 and 0.5 < h / line.height < 2
                 and x - line.x1 < max(h, line.height)
             ):
-                line.x1, line.glyphs = max(line.x1, x + w), line.glyphs + 1
+                line.x1 = max(line.x1, x + w)
                 line.y0, line.y1 = min(line.y0, y), max(line.y1, y + h)
+                line.glyphs.append((y, x, mask))
                 break
         else:
-            lines.append(_Line(polarity, y, y + h, x, x + w))
+            lines.append(_Line(polarity, y, y + h, x, x + w, [(y, x, mask)]))
     return lines
 
 
 def _page(grey: np.ndarray, lines: list[_Line], line_height: int):
     """Every line cut out (dark text on white, contrast stretched, scaled to ``line_height``)
-    and stacked on one page; ``placed`` maps page rows back to lines."""
+    and stacked on one page; ``placed`` maps page rows back to lines. Pixels more than one
+    pixel away from the line's glyphs become white, so outlines, borders and texture around
+    the text do not reach Tesseract."""
     crops = []
     for line in lines:
         pad = max(1, line.height // 4)
@@ -211,7 +215,11 @@ def _page(grey: np.ndarray, lines: list[_Line], line_height: int):
         if line.polarity == "light":
             crop = 255 - crop
         lo, hi = np.percentile(crop, 2), np.percentile(crop, 98)
-        crop = np.clip((crop - lo) / max(hi - lo, 1.0) * 255, 0, 255).astype(np.uint8)
+        crop = np.clip((crop - lo) / max(hi - lo, 1.0) * 255, 0, 255)
+        near = np.zeros(crop.shape, bool)
+        for y, x, mask in line.glyphs:
+            near[y - y0 : y - y0 + mask.shape[0], x - x0 : x - x0 + mask.shape[1]] |= mask
+        crop = np.where(ndi.binary_dilation(near, np.ones((3, 3))), crop, 255).astype(np.uint8)
         factor = line_height / line.height
         size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
         crops.append((Image.fromarray(crop).resize(size, Image.LANCZOS), line, x0, factor))

@@ -33,9 +33,11 @@ def text_reliance(
 
     - ``displacement``: original-vs-masked cosine distance over the between-class distance,
       averaged over the images that have text (the others do not change);
-    - ``{knn,linear}_accuracy_{original,masked}``: probes trained on the original train
-      images, tested on the original and on the masked test images; ``..._drop`` the paired
-      difference;
+    - ``{knn,linear}_accuracy_{original,masked}``: probes trained and tested on the original
+      images, and trained and tested on the masked images (same splits); ``..._drop`` the
+      paired difference on the same test images. Retraining (rather than testing an
+      original-trained probe on masked images) keeps the mask's own look from counting as
+      reliance: with text unrelated to the label, nothing is lost;
     - ``{knn,linear}_fraction_lost``: drop / (original accuracy - majority-class accuracy),
       the share of the probe's above-prior accuracy that disappears with the text.
     """
@@ -54,7 +56,12 @@ def text_reliance(
         labels = original.labels[with_text]
         scores["displacement"] = bootstrap(lambda idx: moved[idx].mean(axis=1), labels, **boot)
     shift, predictions = probe_shift(
-        original, masked, seed=seed, n_resamples=n_resamples, names=("original", "masked")
+        original,
+        masked,
+        seed=seed,
+        n_resamples=n_resamples,
+        names=("original", "masked"),
+        retrain=True,
     )
     scores.update(shift)
     y = original.split("test").labels
