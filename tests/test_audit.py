@@ -77,6 +77,17 @@ def test_missing_tesseract_is_one_clear_sentence(monkeypatch, capsys, tmp_path):
         assert main(["audit", "text", str(folder)]) == 2
         err = capsys.readouterr().err
         assert "tesseract" in err and "Traceback" not in err
+        # a study with text_audit lists it with the other missing pieces, before any work
+        from medprobe.study.config import StudyConfig
+        from medprobe.study.preflight import preflight
+
+        config = StudyConfig(
+            name="s",
+            models=["pixels"],
+            datasets=[{"name": "d", "path": str(folder)}],
+            text_audit={},
+        )
+        assert any("tesseract-ocr" in p for p in preflight(config))
     finally:
         ocr.tesseract_version.cache_clear()
 
@@ -197,3 +208,36 @@ def test_audit_cli_writes_results_and_report(cache, tmp_path):
     assert 'id="audit-prevalence"' in html and 'id="audit-leakage"' in html
     assert "<figcaption>" in html and (out / "text_detections.json").is_file()
     assert main(["audit", "text", str(folder), "--mask", "blur"]) == 2
+
+
+def test_study_file_runs_the_text_audit(cache, tmp_path):
+    import pandas as pd
+
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "name: audit study\n"
+        "models: [pixels]\n"
+        "datasets:\n"
+        "  - name: label-text\n"
+        "    synthetic: {kind: dermoscopy, n: 80, difficulty: hard, text: {mode: label}}\n"
+        "analyses: [linear_probe]\n"
+        f"cache: {cache}\n"
+        "text_audit: {mask: inpaint}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(study), "--out", str(out)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    audit = results[results.analysis == "text_audit"]
+    assert set(audit.encoder) == {"(ocr)"}
+    flagged = audit[audit.metric == "leakage_flagged"].value.iloc[0]
+    assert flagged == 1
+    reliance = results[results.analysis == "text_reliance"]
+    assert set(reliance.params) == {"mask=inpaint"} and set(reliance.encoder) == {"pixels"}
+    html = (out / "report.html").read_text()
+    assert 'id="audit-reliance"' in html and "<figcaption>" in html
+    # a rerun reuses the finished unit and the cached detections: same rows
+    assert main(["run", str(study), "--out", str(out)]) == 0
+    again = pd.read_csv(out / "results.csv")
+    assert len(again) == len(results)
+    assert main(["report", str(out)]) == 0
+    assert "<figcaption>" in (out / "report.html").read_text()

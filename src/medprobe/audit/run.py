@@ -36,9 +36,8 @@ class TextAudit:
     domains: dict[str, str] = field(default_factory=dict)
     revisions: dict[str, str] = field(default_factory=dict)
 
-    def rows(self, seed: int = 0) -> list[dict[str, Any]]:
-        """Result-table rows: ``text_audit`` (dataset level) and ``text_reliance`` (per model)."""
-        context = {
+    def _context(self, seed: int) -> dict[str, Any]:
+        return {
             "encoder": OCR,
             "domain": "",
             "dataset": self.dataset.name,
@@ -47,20 +46,41 @@ class TextAudit:
             "encoder_revision": f"tesseract {self.detections.detector.get('tesseract', '')}",
             "medprobe_version": __version__,
         }
+
+    def dataset_rows(self, seed: int = 0) -> list[dict[str, Any]]:
+        """``text_audit`` rows: prevalence per class (params = class) and leakage."""
+        context = self._context(seed)
         rows = []
         for group, estimate in self.prevalence.items():
             rows += estimate_rows(context, "text_audit", {"text_prevalence": estimate}, group)
         if self.leakage is not None:
             rows += estimate_rows(context, "text_audit", self.leakage.scores(), "ocr-only")
-        for name, scores in self.reliance.items():
-            model = {
-                **context,
-                "encoder": name,
-                "domain": self.domains.get(name, ""),
-                "encoder_revision": self.revisions.get(name, ""),
-            }
-            rows += estimate_rows(model, "text_reliance", scores, f"mask={self.mask}")
         return rows
+
+    def reliance_rows(self, encoder: str, seed: int = 0) -> list[dict[str, Any]]:
+        """``text_reliance`` rows of one measured encoder (params = the mask mode)."""
+        context = {
+            **self._context(seed),
+            "encoder": encoder,
+            "domain": self.domains.get(encoder, ""),
+            "encoder_revision": self.revisions.get(encoder, ""),
+        }
+        return estimate_rows(context, "text_reliance", self.reliance[encoder], f"mask={self.mask}")
+
+    def rows(self, seed: int = 0) -> list[dict[str, Any]]:
+        """All result-table rows: the dataset's, then every measured encoder's."""
+        return self.dataset_rows(seed) + [
+            row for name in self.reliance for row in self.reliance_rows(name, seed)
+        ]
+
+    def measure(self, encoder: Encoder, **options: Any) -> dict[str, Estimate]:
+        """Measure ``encoder``'s reliance on the detected text (:func:`text_reliance`
+        ``options``: cache, seed, n_resamples, batch_size, show_progress) and keep it."""
+        scores = text_reliance(encoder, self.dataset, self.detections, mask=self.mask, **options)
+        self.reliance[encoder.name] = scores
+        self.domains[encoder.name] = encoder.spec.domain
+        self.revisions[encoder.name] = encoder.weights_source or encoder.spec.revision or ""
+        return scores
 
     def examples(self, count: int = 8, size: int = 200) -> list[dict[str, str]]:
         """Images with their detected words boxed (data URIs + captions): images with text
@@ -117,17 +137,12 @@ def audit_text(
         dataset, detections, text_prevalence(detections), token_table(detections), leakage, mask
     )
     for encoder in encoders:
-        audit.reliance[encoder.name] = text_reliance(
+        audit.measure(
             encoder,
-            dataset,
-            detections,
-            mask=mask,
             cache=cache,
             seed=seed,
             n_resamples=n_resamples,
             batch_size=batch_size,
             show_progress=show_progress,
         )
-        audit.domains[encoder.name] = encoder.spec.domain
-        audit.revisions[encoder.name] = encoder.weights_source or encoder.spec.revision or ""
     return audit

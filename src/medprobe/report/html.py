@@ -256,7 +256,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
     ]
     results = outcome.results
     errors = results[results.analysis == "error"][["encoder", "dataset", "params"]]
-    table = results[results.analysis != "error"].round(4).fillna("")
+    table = results[results.analysis != "error"].round(4).astype(object).fillna("")
     return _ENV.get_template("report.html.j2").render(
         title=outcome.title,
         version=__version__,

@@ -64,6 +64,16 @@ class DatasetEntry(_Strict):
         return self
 
 
+class TextAuditConfig(_Strict):
+    """``text_audit:`` the burned-in text audit of every dataset (needs ``tesseract-ocr``):
+    prevalence and leakage per dataset, and (``reliance``) each model's features with the
+    detected text masked."""
+
+    mask: Literal["fill", "inpaint"] = "fill"
+    min_confidence: float = Field(85, ge=0, le=100)
+    reliance: bool = True
+
+
 class StudyConfig(_Strict):
     """A whole study: every model on every dataset, every analysis."""
 
@@ -75,6 +85,7 @@ class StudyConfig(_Strict):
     analyses: list[Literal[ANALYSES]] = list(ANALYSES)  # type: ignore[valid-type]
     embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca"]
     overlays: list[OverlaySpec] = []
+    text_audit: TextAuditConfig | None = None
     cache: str | None = None
     engine: Literal["local", "ray"] = "local"
     batch_size: int = Field(32, gt=0)

@@ -60,4 +60,11 @@ def preflight(config: StudyConfig, *, download: bool = False) -> list[str]:
     """Everything missing, one line each (empty when the study can run)."""
     problems = [missing_model(m, download) for m in config.models]
     problems += [missing_dataset(config, d) for d in config.datasets]
+    if config.text_audit is not None:
+        from medprobe.audit.ocr import tesseract_version
+
+        try:
+            tesseract_version()
+        except MedprobeError as exc:
+            problems.append(str(exc))
     return [p for p in problems if p]

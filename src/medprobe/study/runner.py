@@ -24,7 +24,13 @@ from medprobe.features.store import FeatureStore
 from medprobe.fingerprint import fingerprint
 from medprobe.overlay.spec import OverlaySpec
 from medprobe.progress import console, progress_bar
-from medprobe.study.config import ANALYSES, DatasetEntry, ModelEntry, StudyConfig
+from medprobe.study.config import (
+    ANALYSES,
+    DatasetEntry,
+    ModelEntry,
+    StudyConfig,
+    TextAuditConfig,
+)
 from medprobe.study.grid import (
     StudyOutcome,
     View,
@@ -151,6 +157,7 @@ def run_study(config: StudyConfig, out: Path, *, show_progress: bool = True) -> 
         rows=rows,
         n_thumbnails=config.thumbnails,
         overlays=config.overlays,
+        text_audit=config.text_audit,
     )
     write_results(outcome.results, out)
     write_views(outcome, out)
@@ -178,6 +185,40 @@ def _overlay_rows(encoder, dataset, overlays, store, seed, batch_size) -> list[d
     return overlay_rows(results, context)
 
 
+def _text_audits(datasets, config, store, seed, rows, outcome) -> dict[str, Any]:
+    """The text audit of every dataset (rows and report examples); a dataset whose audit fails
+    becomes an error row and gets no reliance measurement."""
+    if config is None:
+        return {}
+    from medprobe.audit import TextDetector, audit_text
+    from medprobe.audit.run import OCR
+
+    audits = {}
+    for name, dataset in datasets.items():
+        try:
+            audit = audit_text(
+                dataset,
+                detector=TextDetector(min_confidence=config.min_confidence),
+                mask=config.mask,
+                cache=store,
+                seed=seed,
+            )
+        except MedprobeError as exc:
+            rows.append(_error_row(OCR, name, seed, f"text audit: {exc}"))
+            continue
+        rows += audit.dataset_rows(seed)
+        outcome.audit_examples[name] = audit.examples()
+        audits[name] = audit
+    return audits
+
+
+def _reliance_rows(encoder, audit, config, store, seed, batch_size) -> list[dict[str, Any]]:
+    if audit is None or not config.reliance:
+        return []
+    audit.measure(encoder, cache=store, seed=seed, batch_size=batch_size)
+    return audit.reliance_rows(encoder.name, seed)
+
+
 def default_cache() -> Path:
     """The feature store: ``$MEDPROBE_CACHE`` or ``~/.cache/medprobe``."""
     import os
@@ -201,6 +242,7 @@ def run_models(
     rows: list[dict[str, Any]] | None = None,
     n_thumbnails: int = 3000,
     overlays: Sequence[OverlaySpec] = (),
+    text_audit: TextAuditConfig | None = None,
 ) -> tuple[StudyOutcome, list[dict[str, Any]]]:
     """Every model on every dataset. A model or dataset that fails becomes an error row and the
     run goes on; with ``units``, finished (model, dataset) pairs are skipped on a rerun."""
@@ -212,6 +254,7 @@ def run_models(
     featuresets: dict[str, list] = {name: [] for name in datasets}
     provenance: list[dict[str, Any]] = []
     entries = [ModelEntry(name=m) if isinstance(m, str) else m for m in models]
+    audits = _text_audits(datasets, text_audit, store, seed, rows, outcome)
     with progress_bar(disable=not show_progress) as bar:
         overall = bar.add_task("study", total=len(entries) * len(datasets))
         for model in entries:
@@ -251,6 +294,7 @@ def run_models(
                     list(embeddings),
                     seed,
                     [o.describe() for o in overlays],
+                    text_audit.model_dump() if text_audit else None,
                 )
                 try:
                     fs = extract(
@@ -271,7 +315,10 @@ def run_models(
                         unit = {
                             "key": key,
                             "rows": analyse(fs, encoder, seed, analyses, predictions)
-                            + _overlay_rows(encoder, dataset, overlays, store, seed, batch_size),
+                            + _overlay_rows(encoder, dataset, overlays, store, seed, batch_size)
+                            + _reliance_rows(
+                                encoder, audits.get(name), text_audit, store, seed, batch_size
+                            ),
                             "predictions": predictions,
                             "encoder": encoder.name,
                             "dataset": name,
