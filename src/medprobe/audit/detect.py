@@ -32,7 +32,7 @@ from medprobe.errors import BadImageError
 from medprobe.fingerprint import fingerprint
 from medprobe.progress import progress_bar
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _GAP = 24  # white pixels around each line on the OCR page
 
 
@@ -99,7 +99,16 @@ class TextDetector(BaseModel):
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.LANCZOS)
         pixels = np.asarray(rgb, dtype=np.float32)
         grey = pixels.mean(axis=2)
-        lines = _join_lines(self._glyphs(pixels, grey))
+        side = min(grey.shape)
+        # A lone narrow glyph below marker size can only read as one small character, which
+        # never counts: leave it off the page (ultrasound speckle makes hundreds of them).
+        lines = [
+            line
+            for line in _join_lines(self._glyphs(pixels, grey))
+            if len(line.glyphs) > 1
+            or line.height >= side * self.min_marker_height
+            or line.x1 - line.x0 >= 1.5 * line.height
+        ]
         if not lines:
             return []
         boxes = self._read(grey, lines)
