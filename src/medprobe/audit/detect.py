@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from medprobe.atomic import atomic_write
 from medprobe.audit.ocr import read_words, tesseract_version
 from medprobe.datasets.base import Dataset
+from medprobe.datasets.io import to_rgb
 from medprobe.errors import BadImageError
 from medprobe.fingerprint import fingerprint
 from medprobe.progress import progress_bar
@@ -92,8 +93,9 @@ class TextDetector(BaseModel):
         return {**self.model_dump(), "tesseract": tesseract_version()}
 
     def detect(self, image: Image.Image) -> list[TextBox]:
-        """The words burned into ``image`` (any mode; converted to RGB)."""
-        rgb = image.convert("RGB")
+        """The words burned into ``image`` (any mode: 16-bit and float images are rescaled to
+        8 bits as the dataset loaders do, not clipped)."""
+        rgb = to_rgb(image)
         scale = min(1.0, self.max_side / max(rgb.size))
         if scale < 1:
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.LANCZOS)
