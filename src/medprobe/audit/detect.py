@@ -17,6 +17,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -278,12 +279,13 @@ class TextDetections:
         return np.array([bool(b) for b in self.boxes])
 
     def boxes_of(self, image_id: str) -> list[TextBox]:
-        return self.boxes[self._index()[image_id]] if image_id in self._index() else []
+        """The words of one image ([] for an image without text or not detected)."""
+        k = self._positions.get(image_id)
+        return self.boxes[k] if k is not None else []
 
-    def _index(self) -> dict[str, int]:
-        if getattr(self, "_by_id", None) is None:
-            self._by_id = {i: k for k, i in enumerate(self.ids)}
-        return self._by_id
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {image_id: k for k, image_id in enumerate(self.ids)}
 
     def digest(self) -> str:
         """Changes whenever any box changes (part of the masked features' cache key)."""
