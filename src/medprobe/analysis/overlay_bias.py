@@ -143,7 +143,7 @@ def probe_shift(
             clean_scores, shifted_scores = make().fit(clean).y_score_, make().fit(shifted).y_score_
         else:
             clean_scores, shifted_scores = _probe_on_overlaid(make(), clean, shifted)
-        for name, proba in zip(names, (clean_scores, shifted_scores), strict=False):
+        for name, proba in zip(names, (clean_scores, shifted_scores), strict=True):
             scores[f"{probe_name}_accuracy_{name}"] = classification_scores(
                 y, proba, n_resamples=n_resamples, seed=seed
             )["accuracy"]

@@ -48,25 +48,30 @@ def text_prevalence(detections: TextDetections) -> dict[str, Estimate]:
     return out
 
 
+def token_matrix(
+    detections: TextDetections, min_images: int = 2
+) -> tuple[np.ndarray, list[str], Counter]:
+    """Which frequent tokens (found in at least ``min_images`` images) each image contains:
+    a binary ``[images, tokens]`` matrix, the sorted vocabulary, and every token's image count.
+
+    The vocabulary ignores the labels, so choosing it on all images leaks nothing into a
+    cross-validation.
+    """
+    per_image = [{b.token for b in boxes if b.token} for boxes in detections.boxes]
+    counts = Counter(t for tokens in per_image for t in tokens)
+    vocabulary = sorted(t for t, c in counts.items() if c >= min_images)
+    matrix = np.array([[t in mine for t in vocabulary] for mine in per_image], dtype=float)
+    return matrix.reshape(len(per_image), len(vocabulary)), vocabulary, counts
+
+
 def token_table(detections: TextDetections, min_images: int = 2) -> pd.DataFrame:
     """Tokens found in at least ``min_images`` images: per class, the fraction of images that
     contain the token; sorted by how unevenly the token is spread over classes."""
-    per_image = [{b.token for b in boxes if b.token} for boxes in detections.boxes]
-    counts = Counter(t for tokens in per_image for t in tokens)
-    frequent = sorted(t for t, c in counts.items() if c >= min_images)
-    sizes = np.bincount(detections.labels, minlength=len(detections.class_names))
-    rows = []
-    for token in frequent:
-        row: dict[str, object] = {"token": token, "images": counts[token]}
-        for k, name in enumerate(detections.class_names):
-            hits = sum(
-                1
-                for t, y in zip(per_image, detections.labels, strict=True)
-                if y == k and token in t
-            )
-            row[name] = hits / sizes[k] if sizes[k] else float("nan")
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["token", "images", *detections.class_names])
+    matrix, vocabulary, counts = token_matrix(detections, min_images)
+    table = pd.DataFrame({"token": vocabulary, "images": [counts[t] for t in vocabulary]})
+    for k, name in enumerate(detections.class_names):
+        mine = matrix[detections.labels == k]
+        table[name] = mine.mean(axis=0) if len(mine) else float("nan")
     if not table.empty:
         fractions = table[detections.class_names]
         table = table.assign(spread=fractions.max(axis=1) - fractions.min(axis=1))
@@ -96,16 +101,9 @@ def box_features(boxes: list[TextBox], size: tuple[int, int]) -> list[float]:
 
 
 def ocr_features(detections: TextDetections, min_images: int = 2) -> tuple[np.ndarray, list[str]]:
-    """One row per image: which frequent tokens it contains (binary) and its box features.
-
-    The vocabulary (tokens in at least ``min_images`` images) ignores the labels, so choosing
-    it on all images leaks nothing into the cross-validation.
-    """
-    per_image = [{b.token for b in boxes if b.token} for boxes in detections.boxes]
-    counts = Counter(t for tokens in per_image for t in tokens)
-    vocabulary = sorted(t for t, c in counts.items() if c >= min_images)
-    tokens = np.array([[t in mine for t in vocabulary] for mine in per_image], dtype=float)
-    tokens = tokens.reshape(len(per_image), len(vocabulary))
+    """One row per image: which frequent tokens it contains (:func:`token_matrix`) and its
+    box features."""
+    tokens, vocabulary, _ = token_matrix(detections, min_images)
     boxes = np.array(
         [box_features(b, s) for b, s in zip(detections.boxes, detections.sizes, strict=True)],
         dtype=float,

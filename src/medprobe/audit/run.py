@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import ImageDraw
 
@@ -88,14 +89,12 @@ class TextAudit:
         from medprobe.study.grid import data_uri
 
         position = {r.id: k for k, r in enumerate(self.dataset.records)}
-        with_text = [k for k, boxes in enumerate(self.detections.boxes) if boxes]
+        has_text, labels = self.detections.has_text, self.detections.labels
         order: list[int] = []
         for k in range(len(self.detections.class_names)):
-            order += [i for i in with_text if self.detections.labels[i] == k][: count // 2]
-        order = sorted(order, key=lambda i: with_text.index(i))[:count]
-        order += [i for i in range(len(self.detections.ids)) if i not in with_text][
-            : max(0, count - len(order))
-        ]
+            order += np.flatnonzero(has_text & (labels == k))[: count // 2].tolist()
+        order = sorted(order)[:count]
+        order += np.flatnonzero(~has_text)[: max(0, count - len(order))].tolist()
         examples = []
         for i in order:
             record = self.dataset.records[position[self.detections.ids[i]]]
