@@ -97,6 +97,9 @@ def test_missing_tesseract_is_one_clear_sentence(monkeypatch, capsys, tmp_path):
 def test_mask_erases_only_the_text(cache):
     ds = synthetic("dermoscopy", 12, seed=0, text=TextNuisance(mode="label"), name="mask-check")
     found = detect_text(ds, cache=cache)
+    # the same images under another name: a cache hit that carries the new name
+    again = synthetic("dermoscopy", 12, seed=0, text=TextNuisance(mode="label"), name="renamed")
+    assert detect_text(again, cache=cache).dataset == "renamed"
     index = next(i for i, b in enumerate(found.boxes) if b)
     record = next(r for r in ds.records if r.id == found.ids[index])
     image = ds.load_image(record)
@@ -155,16 +158,21 @@ def pixels():
     return create_encoder("pixels")
 
 
-def test_synthetic_label_text_leaks_and_pixels_rely_on_it(cache, pixels):
+def _testbed_audit(mode: str, seed: int, cache, pixels):
+    """The audit of 200 hard testbed lesions whose burned-in text is ``mode``, with pixels."""
     ds = synthetic(
         "dermoscopy",
         200,
         difficulty="hard",
-        seed=0,
-        text=TextNuisance(mode="label"),
-        name="label-text",
+        seed=seed,
+        text=TextNuisance(mode=mode),
+        name=f"{mode}-text",
     )
-    audit = audit_text(ds, [pixels], cache=cache)
+    return audit_text(ds, [pixels], cache=cache)
+
+
+def test_synthetic_label_text_leaks_and_pixels_rely_on_it(cache, pixels):
+    audit = _testbed_audit("label", 0, cache, pixels)
     assert audit.leakage.balanced_accuracy_.value > 0.85 and audit.leakage.flagged_
     scores = audit.reliance["pixels"]
     assert scores["linear_accuracy_original"].value > 0.95
@@ -175,15 +183,7 @@ def test_synthetic_label_text_leaks_and_pixels_rely_on_it(cache, pixels):
 
 
 def test_synthetic_independent_text_does_not_leak_nor_matter(cache, pixels):
-    ds = synthetic(
-        "dermoscopy",
-        200,
-        difficulty="hard",
-        seed=1,
-        text=TextNuisance(mode="independent"),
-        name="free-text",
-    )
-    audit = audit_text(ds, [pixels], cache=cache)
+    audit = _testbed_audit("independent", 1, cache, pixels)
     assert audit.prevalence["all"].value > 0.7  # the text is there and found...
     assert not audit.leakage.flagged_  # ...but says nothing about the label
     assert abs(audit.leakage.balanced_accuracy_.value - 0.5) < 0.08

@@ -344,7 +344,10 @@ def detect_text(
     key = fingerprint("text-detections", FORMAT_VERSION, dataset.fingerprint(), settings)
     path = _detections_path(cache, key)
     if path is not None and path.is_file():
-        return TextDetections.from_json(json.loads(path.read_text()))
+        found = TextDetections.from_json(json.loads(path.read_text()))
+        # the key is the content; the same images under another name are the same detections
+        found.dataset = dataset.name
+        return found
 
     def one(index: int) -> tuple[list[TextBox], tuple[int, int], str]:
         record = dataset.records[index]
