@@ -384,3 +384,21 @@ def test_vectorised_cluster_indices_equal_sklearn_on_resamples():
             skm.calinski_harabasz_score(x[row], y[row])
         )
         assert fisher_ratio_resampled(x, y, idx)[b] == pytest.approx(fisher_ratio(x[row], y[row]))
+
+
+def test_every_registered_analysis_resolves_to_its_function():
+    import medprobe.audit  # noqa: F401  (registers text_reliance)
+    from medprobe.analysis.registry import analyses, listed_analyses
+    from medprobe.study.config import StudyConfig
+
+    entries = analyses()
+    assert {"data", "knn", "similarity", "overlay", "text_reliance"} <= {e.name for e in entries}
+    for entry in entries:
+        assert callable(entry.run), entry.name
+    # the study file accepts exactly the listed analyses
+    config = StudyConfig(name="s", models=["pixels"], datasets=[{"name": "d", "path": "x"}])
+    assert tuple(config.analyses) == listed_analyses()
+    with pytest.raises(ValueError, match="unknown analysis 'overlay'"):
+        StudyConfig(
+            name="s", models=["pixels"], datasets=[{"name": "d", "path": "x"}], analyses=["overlay"]
+        )

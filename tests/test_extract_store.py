@@ -18,7 +18,7 @@ from PIL import Image
 from medprobe.datasets import image_folder, synthetic
 from medprobe.encoders import create_encoder, get_spec
 from medprobe.features import extract
-from medprobe.features.extract import cache_key
+from medprobe.features.extraction import cache_key
 from medprobe.features.store import FeatureStore
 
 HERE = Path(__file__).parent

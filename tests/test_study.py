@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +15,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from medprobe.study import grid
+from medprobe.analysis import registry, suite
+from medprobe.report.outputs import load_outcome
 from medprobe.study.config import load_config
-from medprobe.study.runner import load_outcome, run_study
+from medprobe.study.runner import run_study
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -100,13 +102,15 @@ def test_study_runs_every_analysis_and_records_the_failing_model(finished):
 def test_rerun_resumes_without_recomputing(finished, monkeypatch):
     config, out, outcome = finished
     calls = []
-    real = grid.analyse
+    real = suite.data_counts
 
-    def counting(*args, **kwargs):
-        calls.append(args[0].dataset)
-        return real(*args, **kwargs)
+    def counting(unit):
+        calls.append(unit.dataset.name)
+        return real(unit)
 
-    monkeypatch.setattr("medprobe.study.runner.analyse", counting)
+    # a fresh entry resolves its target again, to the spy
+    monkeypatch.setattr(suite, "data_counts", counting)
+    monkeypatch.setitem(registry._ANALYSES, "data", replace(registry.get_analysis("data")))
     from medprobe.encoders.baselines import HandcraftedEncoder, PixelEncoder
 
     def no_model(self, batch):
@@ -296,11 +300,17 @@ def test_report_in_headless_chromium(hostile_report):
         assert "img/" in page.locator("#thumb-text").inner_text()
 
         # Sorting a table reorders its rows.
-        first = page.locator("#summary-table tbody tr").first.inner_text()
-        page.locator("#summary-table th").nth(1).click()
-        page.locator("#summary-table th").nth(1).click()
-        assert page.locator("#summary-table tbody tr").count() == 2
-        assert isinstance(first, str)
+        def column(table: str, index: int) -> list[str]:
+            cells = page.locator(f"{table} tbody tr td:nth-child({index + 1})")
+            return [cells.nth(i).inner_text() for i in range(cells.count())]
+
+        models = column("#summary-table", 1)
+        assert len(models) == 2
+        header = page.locator("#summary-table th").nth(1)
+        header.click()  # first click: ascending, second: descending
+        assert column("#summary-table", 1) == sorted(models)
+        header.click()
+        assert column("#summary-table", 1) == sorted(models, reverse=True)
         # Switching the model re-renders the view.
         page.select_option("#sel-encoder", "handcrafted")
         page.wait_for_selector("#views-plot .main-svg")
@@ -311,7 +321,9 @@ def test_report_in_headless_chromium(hostile_report):
 def test_demo_config_is_bundled():
     config = load_config("demo")
     assert [m.name for m in config.models] == ["pixels", "handcrafted", "random-vit"]
-    assert len(config.datasets) == 3 and shutil.which  # bundled in the package
+    assert len(config.datasets) == 3
+    # bundled in the installed package, not read from the checkout
+    assert resources.files("medprobe.configs").joinpath("demo.yaml").is_file()
 
 
 def test_rebuilt_report_keeps_thumbnails(finished):

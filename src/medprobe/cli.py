@@ -14,6 +14,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from medprobe._version import __version__
 from medprobe.errors import MedprobeError
+from medprobe.features.store import default_cache_dir
 from medprobe.progress import console, output
 
 app = typer.Typer(
@@ -133,7 +134,7 @@ def run_command(
 def report_command(out: Annotated[Path, typer.Argument(help="A study output folder.")]) -> None:
     """Rebuild report.html and figures/ from a study's stored results."""
     from medprobe.report.html import write_report
-    from medprobe.study.runner import load_outcome
+    from medprobe.report.outputs import load_outcome
 
     files = write_report(load_outcome(out), out)
     for name, path in files.items():
@@ -218,8 +219,8 @@ def overlay_command(
     from pydantic import ValidationError
     from rich.table import Table
 
-    from medprobe.analysis.overlay_bias import overlay_bias, overlay_rows
-    from medprobe.analysis.results import results_frame
+    from medprobe.analysis.overlay_bias import overlay_bias
+    from medprobe.analysis.rows import RowContext, results_frame
     from medprobe.datasets import open_dataset
     from medprobe.encoders import create_encoder
     from medprobe.overlay import OverlaySpec
@@ -234,7 +235,7 @@ def overlay_command(
         raise MedprobeError(f"overlay {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     dataset = open_dataset(data, modality=modality)
     encoder = create_encoder(model, weights=weights)
-    store = writable_dir(cache or _default_cache(), "--cache")
+    store = writable_dir(cache or default_cache_dir(), "--cache")
     results = overlay_bias(encoder, dataset, specs, cache=store, show_progress=True)
     table = Table("overlay", "metric", "value [95% CI]", title=f"{encoder.name} on {dataset.name}")
     for result in results:
@@ -247,16 +248,9 @@ def overlay_command(
     output.print(table)
     if out is not None:
         writable_dir(out)
+        context = RowContext.of(encoder, dataset)
         frame = results_frame(
-            overlay_rows(
-                results,
-                {
-                    "encoder": encoder.name,
-                    "domain": encoder.spec.domain,
-                    "dataset": dataset.name,
-                    "modality": dataset.modality,
-                },
-            )
+            [row for r in results for row in context.rows("overlay", r.scores, r.overlay.label)]
         )
         frame.to_csv(out / "overlay.csv", index=False)
         output.print(f"wrote {out / 'overlay.csv'}")
@@ -374,10 +368,6 @@ def models_check(
     )
 
 
-def _default_cache() -> Path:
-    return Path(os.environ.get("MEDPROBE_CACHE", "~/.cache/medprobe")).expanduser()
-
-
 @app.command("extract")
 def extract_command(
     model: Annotated[str, typer.Option(help="Zoo name, alias or local:/path.")],
@@ -402,7 +392,7 @@ def extract_command(
     positive(batch_size, "--batch-size")
     if precision not in {"fp32", "bf16", "fp16"}:
         raise MedprobeError(f"--precision must be fp32, bf16 or fp16; got {precision!r}")
-    store = writable_dir(cache or _default_cache(), "--cache")
+    store = writable_dir(cache or default_cache_dir(), "--cache")
     dataset = open_dataset(data, modality=modality)
     encoder = create_encoder(
         model,
@@ -442,7 +432,7 @@ def cache_ls(cache: CacheOption = None) -> None:
 
     from medprobe.features.store import FeatureStore
 
-    store = FeatureStore(cache or _default_cache())
+    store = FeatureStore(cache or default_cache_dir())
     table = Table("key", "encoder", "dataset", "images", "dims", "dtype", "MB", "state")
     for entry in store.entries():
         m = entry.manifest()
@@ -471,7 +461,9 @@ def cache_info(
 
     from medprobe.features.store import FeatureStore
 
-    typer.echo(json.dumps(FeatureStore(cache or _default_cache()).find(key).manifest(), indent=2))
+    typer.echo(
+        json.dumps(FeatureStore(cache or default_cache_dir()).find(key).manifest(), indent=2)
+    )
 
 
 @cache_app.command("verify")
@@ -482,7 +474,7 @@ def cache_verify(
     """Check every file against its recorded SHA-256; exit 1 if anything is corrupted."""
     from medprobe.features.store import FeatureStore
 
-    store = FeatureStore(cache or _default_cache())
+    store = FeatureStore(cache or default_cache_dir())
     entries = [store.find(key)] if key else store.entries()
     bad = 0
     for entry in entries:
@@ -500,7 +492,7 @@ def cache_rm(
     """Remove one entry."""
     from medprobe.features.store import FeatureStore
 
-    store = FeatureStore(cache or _default_cache())
+    store = FeatureStore(cache or default_cache_dir())
     entry = store.find(key)
     store.remove(entry)
     output.print(f"removed {entry.path.name}")
@@ -571,11 +563,11 @@ def audit_text_command(
     """Find burned-in text (OCR), test whether it leaks the label, and whether models use it."""
     from rich.table import Table
 
-    from medprobe.analysis.results import results_frame, write_results
+    from medprobe.analysis.outcome import StudyOutcome, dataset_summary
+    from medprobe.analysis.rows import results_frame
     from medprobe.audit import TextDetector, audit_text
     from medprobe.datasets import open_dataset
     from medprobe.encoders import create_encoder
-    from medprobe.study.grid import StudyOutcome, dataset_summary
 
     if mask not in ("fill", "inpaint"):
         raise MedprobeError(f"--mask must be fill or inpaint; got {mask!r}")
@@ -583,7 +575,7 @@ def audit_text_command(
         raise MedprobeError("--min-confidence must be between 0 and 100")
     dataset = open_dataset(data, modality=modality)
     encoders = [create_encoder(name) for name in model or []]
-    store = writable_dir(cache or _default_cache(), "--cache")
+    store = writable_dir(cache or default_cache_dir(), "--cache")
     audit = audit_text(
         dataset,
         encoders,
@@ -616,22 +608,19 @@ def audit_text_command(
                 )
         output.print(table)
     if out is not None:
-        from medprobe.report.html import write_report
-        from medprobe.study.runner import write_views
+        from medprobe.report.outputs import write_outputs
+        from medprobe.report.thumbnails import captioned
 
         writable_dir(out)
-        frame = results_frame(audit.rows(seed))
-        write_results(frame, out)
         (out / "text_detections.json").write_text(json.dumps(audit.detections.to_json()))
         outcome = StudyOutcome(
             title=f"text audit: {dataset.name}",
-            results=frame,
+            results=results_frame(audit.rows(seed)),
             encoders=[{**e.spec.describe(), "weights": e.weights_source or "-"} for e in encoders],
             datasets=[dataset_summary(dataset)],
-            audit_examples={dataset.name: audit.examples()},
+            audit_examples={dataset.name: captioned(audit.examples())},
         )
-        write_views(outcome, out)
-        write_report(outcome, out)
+        write_outputs(outcome, out)
         output.print(f"wrote {out / 'report.html'} and {out / 'results.csv'}")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medprobe.study import StudyOutcome
+from medprobe.analysis.outcome import StudyOutcome
+from medprobe.report.html import write_report
 from medprobe.study.config import load_config
 from medprobe.study.runner import run_study
 
@@ -19,8 +20,6 @@ def run_demo(
 ) -> tuple[StudyOutcome, dict[str, Path]]:
     """Run the bundled demo study (optionally with ``n`` images of ``size`` px per dataset) and
     write results.csv, results.parquet, report.html, figures/ and run.json to ``out``."""
-    from medprobe.report.html import write_report
-
     config = load_config("demo")
     overrides = {k: v for k, v in (("n", n), ("size", size)) if v is not None}
     datasets = [

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Literal, Self
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 
+from medprobe.analysis.base import analyser
 from medprobe.analysis.stats import stratified_subsample
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
 
-class Embedding2D:
+@analyser
+class Embedding2D(BaseEstimator):
     """Project features to 2-D with a seeded reducer: ``pca``, ``tsne`` (openTSNE, FFT
     gradients) or ``umap`` (umap-learn). ``embedding_`` is ``[N, 2]``; ``index_`` says which
     images were kept (at most ``max_points``, stratified and seeded: the same images for every
@@ -22,18 +26,10 @@ class Embedding2D:
     the view should show angles, not norms.
     """
 
-    def __init__(
-        self,
-        method: Literal["pca", "tsne", "umap"] = "pca",
-        *,
-        seed: int = 0,
-        max_points: int = 20_000,
-        perplexity: float = 30.0,
-    ) -> None:
-        self.method = method
-        self.seed = seed
-        self.max_points = max_points
-        self.perplexity = perplexity
+    method: Literal["pca", "tsne", "umap"] = "pca"
+    seed: int = field(default=0, kw_only=True)
+    max_points: int = field(default=20_000, kw_only=True)
+    perplexity: float = field(default=30.0, kw_only=True)
 
     def fit(self, fs: FeatureSet) -> Self:
         fs.check_finite()

@@ -9,7 +9,8 @@ import numpy as np
 from scipy.stats import chi2
 from sklearn.neighbors import NearestNeighbors
 
-from medprobe.analysis.stats import Estimate, SubsampledAnalyser, bootstrap
+from medprobe.analysis.base import SubsampledAnalyser, analyser
+from medprobe.analysis.stats import Estimate, bootstrap
 from medprobe.analysis.zeroshot import unit_rows
 from medprobe.features.featureset import FeatureSet
 
@@ -53,6 +54,7 @@ def modality_gap(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> f
     )
 
 
+@analyser
 class Geometry(SubsampledAnalyser):
     """Effective rank, TwoNN intrinsic dimension, anisotropy, and (given class text embeddings)
     the modality gap. Computed on at most ``max_samples`` images (stratified, seeded)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -306,13 +305,3 @@ def shortcut_reliance(
     )
     scores["reliance"] = Estimate(drop.difference, drop.ci_low, drop.ci_high, drop.n)
     return scores
-
-
-def overlay_rows(results: list[OverlayResult], context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Result-table rows (analysis ``overlay``, params = the overlay's label)."""
-    from medprobe.analysis.results import estimate_rows
-
-    rows = []
-    for result in results:
-        rows += estimate_rows(context, "overlay", result.scores, params=result.overlay.label)
-    return rows

@@ -7,7 +7,7 @@ on the ``test`` split, with stratified-bootstrap CIs over the test images.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Self
+from typing import ClassVar, Self
 
 import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medprobe.analysis import metrics
+from medprobe.analysis.base import Analyser, analyser
 from medprobe.analysis.stats import Estimate, bootstrap
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
@@ -36,19 +37,15 @@ def _train_test(fs: FeatureSet, train_splits: tuple[str, ...]) -> tuple[FeatureS
     return train, test
 
 
-class Probe(ABC):
+@analyser
+class Probe(Analyser, ABC):
     """Fit on a FeatureSet's training images, score on its test images.
 
     Fitted attributes: ``y_true_``, ``y_pred_``, ``y_score_`` (class probabilities) and
     ``scores_`` (metric -> :class:`Estimate`).
     """
 
-    train_splits: tuple[str, ...] = ("train",)
-
-    def __init__(self, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> None:
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
+    train_splits: ClassVar[tuple[str, ...]] = ("train",)
 
     @abstractmethod
     def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
@@ -62,13 +59,7 @@ class Probe(ABC):
         self.y_score_[:, np.unique(train.labels)] = proba
         self.y_true_ = test.labels
         self.y_pred_ = self.y_score_.argmax(axis=1)
-        self.scores_ = classification_scores(
-            self.y_true_,
-            self.y_score_,
-            n_resamples=self.n_resamples,
-            confidence=self.confidence,
-            seed=self.seed,
-        )
+        self.scores_ = classification_scores(self.y_true_, self.y_score_, **self._boot())
         return self
 
 
@@ -95,6 +86,7 @@ def classification_scores(
     }
 
 
+@analyser
 class KNNProbe(Probe):
     """k-nearest-neighbour vote, exact search; cosine distance by default.
 
@@ -103,13 +95,9 @@ class KNNProbe(Probe):
     as scikit-learn's brute force, many times faster.
     """
 
-    def __init__(
-        self, k: int = 10, metric: str = "cosine", *, faiss_threshold: float = 2e7, **kwargs
-    ) -> None:
-        super().__init__(**kwargs)
-        self.k = k
-        self.metric = metric
-        self.faiss_threshold = faiss_threshold
+    k: int = 10
+    metric: str = "cosine"
+    faiss_threshold: float = 2e7
 
     def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
         k = min(self.k, len(train))
@@ -142,7 +130,8 @@ def knn_vote(neighbours: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
     return votes / neighbours.shape[1]
 
 
-class FewShotProbe:
+@analyser
+class FewShotProbe(Analyser):
     """Logistic regression on ``k`` labelled images per class, for each ``k`` in ``shots``,
     over ``draws`` random draws of the training images; scored on the test split.
 
@@ -151,20 +140,9 @@ class FewShotProbe:
     Asking for more shots than the smallest training class has stops before any fitting.
     """
 
-    def __init__(
-        self,
-        shots: tuple[int, ...] = (1, 2, 4, 8, 16),
-        *,
-        draws: int = 10,
-        C: float = 1.0,
-        confidence: float = 0.95,
-        seed: int = 0,
-    ) -> None:
-        self.shots = shots
-        self.draws = draws
-        self.C = C
-        self.confidence = confidence
-        self.seed = seed
+    shots: tuple[int, ...] = (1, 2, 4, 8, 16)
+    draws: int = 10
+    C: float = 1.0
 
     def fit(self, fs: FeatureSet) -> Self:
         from sklearn.linear_model import LogisticRegression
@@ -210,6 +188,7 @@ def _mean_with_ci(values: np.ndarray, n: int, confidence: float, seed: int) -> E
     return Estimate(float(values.mean()), float(low), float(high), n)
 
 
+@analyser
 class LinearProbe(Probe):
     """Logistic regression on standardised features.
 
@@ -220,22 +199,12 @@ class LinearProbe(Probe):
     ``class_weight="balanced"`` by default, so a majority class cannot win by default.
     """
 
-    train_splits = ("train", "val")
+    train_splits: ClassVar[tuple[str, ...]] = ("train", "val")
 
-    def __init__(
-        self,
-        Cs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
-        *,
-        balanced: bool = True,
-        folds: int = 5,
-        holdout_above: int = 5000,
-        **kwargs,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.Cs = Cs
-        self.balanced = balanced
-        self.folds = folds
-        self.holdout_above = holdout_above
+    Cs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    balanced: bool = True
+    folds: int = 5
+    holdout_above: int = 5000
 
     def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
         if (train.splits == "val").any():

@@ -8,7 +8,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_samples
 
-from medprobe.analysis.stats import Estimate, SubsampledAnalyser, bootstrap
+from medprobe.analysis.base import SubsampledAnalyser, analyser
+from medprobe.analysis.stats import Estimate, bootstrap
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
@@ -73,6 +74,7 @@ def fisher_ratio(x: np.ndarray, y: np.ndarray) -> float:
     return between / within if within > 0 else float("inf")
 
 
+@analyser
 class Separability(SubsampledAnalyser):
     """Silhouette (cosine, euclidean), Davies-Bouldin, Calinski-Harabasz, Fisher ratio, and the
     NMI / ARI between k-means clusters (k = number of classes) and the labels.

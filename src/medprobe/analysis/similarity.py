@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
+from medprobe.analysis.base import analyser
 from medprobe.analysis.probes import faiss_neighbours
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
@@ -74,12 +76,12 @@ def aligned(featuresets: Sequence[FeatureSet]) -> list[np.ndarray]:
     return out
 
 
-class CrossModel:
+@analyser
+class CrossModel(BaseEstimator):
     """Models x models matrices of linear CKA and mutual-kNN alignment on one dataset."""
 
-    def __init__(self, *, unbiased: bool = True, k: int = 10) -> None:
-        self.unbiased = unbiased
-        self.k = k
+    unbiased: bool = True
+    k: int = 10
 
     def fit(self, featuresets: Sequence[FeatureSet]) -> Self:
         features = aligned(featuresets)

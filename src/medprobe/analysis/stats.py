@@ -148,29 +148,3 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted.tolist()
-
-
-class SubsampledAnalyser:
-    """Shared parameters of analysers that bootstrap over at most ``max_samples`` images
-    (a stratified, seeded subsample: some measures are quadratic in the number of images)."""
-
-    def __init__(
-        self,
-        *,
-        n_resamples: int = 200,
-        confidence: float = 0.95,
-        seed: int = 0,
-        max_samples: int = 10_000,
-    ) -> None:
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
-        self.max_samples = max_samples
-
-    def _boot(self) -> dict:
-        return {"n_resamples": self.n_resamples, "confidence": self.confidence, "seed": self.seed}
-
-    def _subsample(self, fs) -> tuple[np.ndarray, np.ndarray]:
-        """float64 features and labels of the subsample."""
-        keep = stratified_subsample(fs.labels, self.max_samples, self.seed)
-        return np.asarray(fs.features, dtype=np.float64)[keep], fs.labels[keep]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
+from medprobe.analysis.base import Analyser, analyser
 from medprobe.analysis.probes import classification_scores
-from medprobe.encoders.base import Encoder
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
+
+if TYPE_CHECKING:
+    from medprobe.encoders.base import Encoder
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -29,27 +32,16 @@ def class_text_embeddings(
     return unit_rows(np.stack(rows))
 
 
-class ZeroShot:
+@analyser
+class ZeroShot(Analyser):
     """Classify by cosine similarity between images and class prompt ensembles.
 
     ``templates`` default to the dataset's (from the FeatureSet's provenance). Scored on the test
     split when there is one (comparable with the probes), else on every image.
     """
 
-    def __init__(
-        self,
-        encoder: Encoder,
-        templates: Sequence[str] | None = None,
-        *,
-        n_resamples: int = 1000,
-        confidence: float = 0.95,
-        seed: int = 0,
-    ) -> None:
-        self.encoder = encoder
-        self.templates = templates
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
+    encoder: Encoder
+    templates: Sequence[str] | None = None
 
     def fit(self, fs: FeatureSet) -> Self:
         fs.check_finite()
@@ -63,11 +55,5 @@ class ZeroShot:
         self.y_score_ = shifted / shifted.sum(axis=1, keepdims=True)
         self.y_true_ = evaluated.labels
         self.y_pred_ = self.logits_.argmax(axis=1)
-        self.scores_ = classification_scores(
-            self.y_true_,
-            self.y_score_,
-            n_resamples=self.n_resamples,
-            confidence=self.confidence,
-            seed=self.seed,
-        )
+        self.scores_ = classification_scores(self.y_true_, self.y_score_, **self._boot())
         return self

@@ -29,7 +29,7 @@ from scipy import ndimage as ndi
 from medprobe.atomic import atomic_write
 from medprobe.audit.ocr import read_words, tesseract_version
 from medprobe.datasets.base import Dataset
-from medprobe.datasets.io import to_rgb
+from medprobe.datasets.pixels import to_rgb
 from medprobe.errors import BadImageError
 from medprobe.fingerprint import fingerprint
 from medprobe.progress import progress_bar

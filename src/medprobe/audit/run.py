@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
-from medprobe._version import __version__
-from medprobe.analysis.results import estimate_rows
+from medprobe.analysis.registry import AnalysisEntry, register_analysis
+from medprobe.analysis.rows import Row, RowContext
 from medprobe.analysis.stats import Estimate
+from medprobe.analysis.suite import UnitInput
 from medprobe.audit.detect import TextDetections, TextDetector, detect_text
 from medprobe.audit.leakage import TextLeakage, text_prevalence, token_table
 from medprobe.audit.mask import MaskMode
@@ -34,60 +35,49 @@ class TextAudit:
     leakage: TextLeakage | None
     mask: MaskMode = "fill"
     reliance: dict[str, dict[str, Estimate]] = field(default_factory=dict)
-    domains: dict[str, str] = field(default_factory=dict)
-    revisions: dict[str, str] = field(default_factory=dict)
+    #: encoder name -> the row context of its reliance rows
+    contexts: dict[str, RowContext] = field(default_factory=dict)
 
-    def _context(self, seed: int) -> dict[str, Any]:
-        return {
-            "encoder": OCR,
-            "domain": "",
-            "dataset": self.dataset.name,
-            "modality": self.dataset.modality,
-            "seed": seed,
-            "encoder_revision": f"tesseract {self.detections.detector.get('tesseract', '')}",
-            "medprobe_version": __version__,
-        }
-
-    def dataset_rows(self, seed: int = 0) -> list[dict[str, Any]]:
+    def dataset_rows(self, seed: int = 0) -> list[Row]:
         """``text_audit`` rows: prevalence per class (params = class) and leakage."""
-        context = self._context(seed)
+        context = RowContext(
+            encoder=OCR,
+            dataset=self.dataset.name,
+            seed=seed,
+            modality=self.dataset.modality,
+            encoder_revision=f"tesseract {self.detections.detector.get('tesseract', '')}",
+        )
         rows = []
         for group, estimate in self.prevalence.items():
-            rows += estimate_rows(context, "text_audit", {"text_prevalence": estimate}, group)
+            rows += context.rows("text_audit", {"text_prevalence": estimate}, group)
         if self.leakage is not None:
-            rows += estimate_rows(context, "text_audit", self.leakage.scores(), "ocr-only")
+            rows += context.rows("text_audit", self.leakage.scores(), "ocr-only")
         return rows
 
-    def reliance_rows(self, encoder: str, seed: int = 0) -> list[dict[str, Any]]:
+    def reliance_rows(self, encoder: str) -> list[Row]:
         """``text_reliance`` rows of one measured encoder (params = the mask mode)."""
-        context = {
-            **self._context(seed),
-            "encoder": encoder,
-            "domain": self.domains.get(encoder, ""),
-            "encoder_revision": self.revisions.get(encoder, ""),
-        }
-        return estimate_rows(context, "text_reliance", self.reliance[encoder], f"mask={self.mask}")
+        context = self.contexts[encoder]
+        return context.rows("text_reliance", self.reliance[encoder], f"mask={self.mask}")
 
-    def rows(self, seed: int = 0) -> list[dict[str, Any]]:
+    def rows(self, seed: int = 0) -> list[Row]:
         """All result-table rows: the dataset's, then every measured encoder's."""
         return self.dataset_rows(seed) + [
-            row for name in self.reliance for row in self.reliance_rows(name, seed)
+            row for name in self.reliance for row in self.reliance_rows(name)
         ]
 
-    def measure(self, encoder: Encoder, **options: Any) -> dict[str, Estimate]:
+    def measure(self, encoder: Encoder, *, seed: int = 0, **options: Any) -> dict[str, Estimate]:
         """Measure ``encoder``'s reliance on the detected text (:func:`text_reliance`
-        ``options``: cache, seed, n_resamples, batch_size, show_progress) and keep it."""
-        scores = text_reliance(encoder, self.dataset, self.detections, mask=self.mask, **options)
+        ``options``: cache, n_resamples, batch_size, show_progress) and keep it."""
+        scores = text_reliance(
+            encoder, self.dataset, self.detections, mask=self.mask, seed=seed, **options
+        )
         self.reliance[encoder.name] = scores
-        self.domains[encoder.name] = encoder.spec.domain
-        self.revisions[encoder.name] = encoder.weights_source or encoder.spec.revision or ""
+        self.contexts[encoder.name] = RowContext.of(encoder, self.dataset, seed)
         return scores
 
-    def examples(self, count: int = 8, size: int = 200) -> list[dict[str, str]]:
-        """Images with their detected words boxed (data URIs + captions): images with text
-        first, taking classes in turn, then images without text."""
-        from medprobe.study.grid import data_uri
-
+    def examples(self, count: int = 8) -> list[tuple[Image.Image, str]]:
+        """Images with their detected words boxed, with captions: images with text first,
+        taking classes in turn, then images without text."""
         position = {r.id: k for k, r in enumerate(self.dataset.records)}
         has_text, labels = self.detections.has_text, self.detections.labels
         order: list[int] = []
@@ -108,12 +98,7 @@ class TextAudit:
                     width=line,
                 )
             words = " ".join(b.text for b in self.detections.boxes[i]) or "no text"
-            examples.append(
-                {
-                    "uri": data_uri(image, size),
-                    "caption": f"{self.detections.class_names[record.label]}: {words}",
-                }
-            )
+            examples.append((image, f"{self.detections.class_names[record.label]}: {words}"))
         return examples
 
 
@@ -145,3 +130,22 @@ def audit_text(
             show_progress=show_progress,
         )
     return audit
+
+
+def reliance_analysis(unit: UnitInput) -> list[Row]:
+    """Features with the dataset's detected burned-in text masked vs original."""
+    audit = unit.text_audit
+    if audit is None:  # the dataset's audit failed; its error row says why
+        return []
+    audit.measure(unit.encoder, cache=unit.store, seed=unit.seed, batch_size=unit.batch_size)
+    return audit.reliance_rows(unit.encoder.name)
+
+
+register_analysis(
+    AnalysisEntry(
+        "text_reliance",
+        "medprobe.audit.run:reliance_analysis",
+        "features with the detected burned-in text masked vs original",
+        trigger="text_audit",
+    )
+)

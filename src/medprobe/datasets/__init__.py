@@ -3,8 +3,8 @@
 from medprobe.datasets.base import Dataset, Record
 from medprobe.datasets.files import FileDataset, image_folder, manifest
 from medprobe.datasets.medmnist import MedMNISTDataset, medmnist
-from medprobe.datasets.open import open_dataset
 from medprobe.datasets.prompts import prompts_for
+from medprobe.datasets.sources import open_dataset, open_source, source_names
 from medprobe.datasets.splits import assign_splits
 from medprobe.datasets.synthetic import SyntheticConfig, TextNuisance, synthetic
 
@@ -20,6 +20,8 @@ __all__ = [
     "manifest",
     "medmnist",
     "open_dataset",
+    "open_source",
     "prompts_for",
+    "source_names",
     "synthetic",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medprobe.datasets.io import to_uint8
+from medprobe.datasets.pixels import to_uint8
 from medprobe.errors import BadImageError
 
 

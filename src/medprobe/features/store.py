@@ -30,6 +30,11 @@ from medprobe.features.featureset import FeatureSet, SkippedRecord
 FORMAT_VERSION = 1
 
 
+def default_cache_dir() -> Path:
+    """The feature store when none is named: ``$MEDPROBE_CACHE`` or ``~/.cache/medprobe``."""
+    return Path(os.environ.get("MEDPROBE_CACHE", "~/.cache/medprobe")).expanduser()
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from medprobe.datasets.base import Record
 from medprobe.errors import MedprobeError
 from medprobe.fonts import load_font
 from medprobe.overlay.spec import OverlaySpec
@@ -19,6 +19,12 @@ _CORNERS = {
     "bottom-right": (1.0, 1.0),
     "center": (0.5, 0.5),
 }
+
+
+class Labelled(Protocol):
+    """What the overlay needs of a dataset record (a :class:`~medprobe.datasets.Record`)."""
+
+    label: int
 
 
 class TextOverlay:
@@ -38,7 +44,7 @@ class TextOverlay:
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.spec.seed, index, 7])
 
-    def text_for(self, record: Record, index: int) -> str:
+    def text_for(self, record: Labelled, index: int) -> str:
         """The string written on image ``index`` (a pure function of spec, record, index)."""
         spec, rng = self.spec, self._rng(index)
         if spec.source == "fixed":
@@ -116,5 +122,5 @@ class TextOverlay:
         out = Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
         return out, box
 
-    def __call__(self, image: Image.Image, record: Record, index: int) -> Image.Image:
+    def __call__(self, image: Image.Image, record: Labelled, index: int) -> Image.Image:
         return self.draw(image, self.text_for(record, index), index)[0]

@@ -9,7 +9,7 @@ from plotly.colors import qualitative
 PALETTE = qualitative.Safe
 
 
-def metric_bars(
+def interactive_metric_bars(
     results: pd.DataFrame, analysis: str, metric: str, title: str, params: str = ""
 ) -> go.Figure:
     """Bars per dataset x encoder with 95% CI error bars (rows whose params start with

@@ -22,9 +22,10 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from medprobe._version import __version__
+from medprobe.analysis.outcome import StudyOutcome
 from medprobe.atomic import atomic_write
-from medprobe.report.figures import metric_bars
-from medprobe.study import StudyOutcome
+from medprobe.report.figures import interactive_metric_bars
+from medprobe.report.paper_figures import write_figures
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("medprobe.report", "templates"),
@@ -243,7 +244,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
     header, body = _summary_table(outcome)
     bars = [
         _figure_html(
-            metric_bars(
+            interactive_metric_bars(
                 outcome.results,
                 a,
                 m,
@@ -294,8 +295,6 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
 
 def write_report(outcome: StudyOutcome, out: Path) -> dict[str, Path]:
     """``out/report.html`` (atomic) and the paper figures in ``out/figures/``."""
-    from medprobe.report.paper_figures import write_figures
-
     out.mkdir(parents=True, exist_ok=True)
     run = out / "run.json"
     provenance = json.loads(run.read_text()) if run.is_file() else {}

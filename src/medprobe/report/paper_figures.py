@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from medprobe.study import StudyOutcome
+from medprobe.analysis.outcome import StudyOutcome
 
 FORMATS = ("png", "pdf", "svg")
 DOMAIN_COLOURS = {
@@ -85,7 +85,7 @@ def embedding_grids(outcome: StudyOutcome, folder: Path) -> list[Path]:
     return paths
 
 
-def metric_bars(
+def paper_metric_bars(
     results: pd.DataFrame, folder: Path, metrics: Iterable[tuple[str, str, str]]
 ) -> list[Path]:
     """Grouped bars (dataset x model) with 95% CI whiskers, coloured by domain."""
@@ -182,7 +182,7 @@ def write_figures(outcome: StudyOutcome, folder: Path, metrics) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     return (
         embedding_grids(outcome, folder)
-        + metric_bars(outcome.results, folder, metrics)
+        + paper_metric_bars(outcome.results, folder, metrics)
         + similarity_heatmaps(outcome.results, folder)
         + domain_summary(outcome.results, folder)
     )

@@ -5,14 +5,27 @@ Imported lazily: reading and checking a study file must not pay for torch.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["StudyOutcome", "View", "analyse", "run_grid", "write_outputs"]
+_EXPORTS = {
+    "Plan": "medprobe.study.runner",
+    "run_grid": "medprobe.study.runner",
+    "run_models": "medprobe.study.runner",
+    "run_study": "medprobe.study.runner",
+    "run_unit": "medprobe.study.runner",
+    "load_config": "medprobe.study.config",
+    "StudyConfig": "medprobe.study.config",
+    "compare": "medprobe.study.compare",
+    "StudyOutcome": "medprobe.analysis.outcome",
+    "View": "medprobe.analysis.outcome",
+    "write_outputs": "medprobe.report.outputs",
+    "load_outcome": "medprobe.report.outputs",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from medprobe.study import grid
-
-        return getattr(grid, name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'medprobe.study' has no attribute {name!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 from medprobe.analysis import metrics
 from medprobe.analysis.stats import PairedDifference, holm, paired_bootstrap
 from medprobe.errors import MedprobeError
+from medprobe.study.units import Unit, UnitStore
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,11 @@ class Comparison:
     domains: PairedDifference | None  # mean correctness, medical minus general
 
 
-def _load_predictions(out: Path) -> dict[str, dict[str, dict]]:
-    found: dict[str, dict[str, dict]] = {}
-    for path in sorted((out / "units").glob("*.json")):
-        unit = json.loads(path.read_text())
-        if unit.get("predictions"):
-            found.setdefault(unit["dataset"], {})[unit["encoder"]] = unit
+def _load_predictions(out: Path) -> dict[str, dict[str, Unit]]:
+    found: dict[str, dict[str, Unit]] = {}
+    for unit in UnitStore(out).all():
+        if unit.predictions:
+            found.setdefault(unit.dataset, {})[unit.encoder] = unit
     return found
 
 
@@ -55,13 +54,13 @@ def compare(out: Path, *, n_resamples: int = 2000, seed: int = 0) -> list[Compar
             .reset_index(drop=True)
         )
         models = sorted(by_model)
-        reference = by_model[models[0]]["predictions"]
+        reference = by_model[models[0]].predictions
         order = {i: n for n, i in enumerate(reference["ids"])}
         y = np.array(reference["y_true"])
         k = reference["n_classes"]
         preds = {}
         for model in models:
-            p = by_model[model]["predictions"]
+            p = by_model[model].predictions
             if set(p["ids"]) != set(order):
                 continue  # evaluated on other images: not paired
             aligned = np.empty(len(order), dtype=np.int64)
@@ -90,7 +89,7 @@ def compare(out: Path, *, n_resamples: int = 2000, seed: int = 0) -> list[Compar
             pairs, columns=["a", "b", "difference", "ci_low", "ci_high", "p_value"]
         )
         table["p_holm"] = holm(table.p_value.tolist()) if len(table) else []
-        domain_of = {m: by_model[m].get("domain", "") for m in preds}
+        domain_of = {m: by_model[m].domain for m in preds}
         groups = {d: [m for m in preds if domain_of[m] == d] for d in ("medical", "general")}
         domains = None
         if all(groups.values()):

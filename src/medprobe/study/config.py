@@ -7,20 +7,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from medprobe.analysis.registry import listed_analyses
+from medprobe.datasets import source_names
 from medprobe.errors import MedprobeError
 from medprobe.overlay.spec import OverlaySpec
 
-ANALYSES = (
-    "separability",
-    "knn",
-    "linear_probe",
-    "few_shot",
-    "zero_shot",
-    "geometry",
-    "similarity",
-)
 BUNDLED = ("demo", "paper-2601.14774")
 
 
@@ -51,17 +51,32 @@ class DatasetEntry(_Strict):
     synthetic: dict[str, Any] | None = None
     modality: str | None = None
     where: dict[str, str] | None = None
-    mode: Literal["resize", "pad"] = "resize"
+    mode: Literal["resize", "pad"] | None = None
     prompts: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetEntry:
-        sources = [s for s in ("path", "manifest", "medmnist", "synthetic") if getattr(self, s)]
+        sources = [s for s in source_names() if getattr(self, s, None)]
         if len(sources) != 1:
             raise ValueError(
-                f"dataset {self.name!r} needs exactly one of path, manifest, medmnist, synthetic"
+                f"dataset {self.name!r} needs exactly one of {', '.join(source_names())}"
             )
         return self
+
+    def source(self) -> tuple[str, Any]:
+        """The dataset source (a :func:`medprobe.datasets.open_source` kind) and its value."""
+        kind = next(s for s in source_names() if getattr(self, s, None))
+        return kind, getattr(self, kind)
+
+    def options(self) -> dict[str, Any]:
+        """What the entry says besides its source (left out: what it does not say)."""
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "prompts": self.prompts,
+            "where": self.where,
+            "mode": self.mode,
+        }
 
 
 class TextAuditConfig(_Strict):
@@ -82,7 +97,7 @@ class StudyConfig(_Strict):
     seed: int = 0
     models: list[ModelEntry] = Field(min_length=1)
     datasets: list[DatasetEntry] = Field(min_length=1)
-    analyses: list[Literal[ANALYSES]] = list(ANALYSES)  # type: ignore[valid-type]
+    analyses: list[str] = Field(default_factory=lambda: list(listed_analyses()))
     embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca"]
     overlays: list[OverlaySpec] = []
     text_audit: TextAuditConfig | None = None
@@ -91,6 +106,17 @@ class StudyConfig(_Strict):
     batch_size: int = Field(32, gt=0)
     thumbnails: int = Field(3000, ge=0, description="hover thumbnails per dataset in the report")
     base_dir: str = "."
+
+    @field_validator("analyses")
+    @classmethod
+    def _known_analyses(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in listed_analyses()]
+        if unknown:
+            raise ValueError(
+                f"unknown analysis {', '.join(map(repr, unknown))}; known: "
+                f"{', '.join(listed_analyses())}"
+            )
+        return names
 
     @model_validator(mode="before")
     @classmethod

@@ -8,8 +8,8 @@ dataset size, a killed run resumes where it stopped, and a finished run is never
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from medprobe.datasets.base import Dataset, Record
 from medprobe.encoders.base import Encoder
 from medprobe.errors import BadImageError, MedprobeError
 from medprobe.features.featureset import FeatureSet, SkippedRecord
+from medprobe.features.ray_engine import ray_batches
 from medprobe.features.store import FORMAT_VERSION, FeatureStore
 from medprobe.fingerprint import fingerprint
 from medprobe.progress import optional_progress
@@ -45,7 +46,11 @@ class _Preprocessed(TorchDataset):
     """
 
     def __init__(
-        self, dataset: Dataset, transform: Callable, overlay: ImageOverlay | None, indices: range
+        self,
+        dataset: Dataset,
+        transform: Callable,
+        overlay: ImageOverlay | None,
+        indices: Sequence[int] | range,
     ) -> None:
         self.dataset, self.transform, self.overlay, self.indices = (
             dataset,
@@ -80,22 +85,26 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(8, cores - 1)
 
 
-@dataclass
-class _Batches:
-    """The stream of preprocessed batches over records ``indices``."""
+@dataclass(frozen=True)
+class ExtractJob:
+    """One extraction: what is encoded (encoder, dataset, overlay) and how (batches, decoding
+    workers, engine, records per stored shard)."""
 
-    dataset: Dataset
     encoder: Encoder
-    overlay: ImageOverlay | None
-    indices: range
-    batch_size: int
-    num_workers: int
-    skipped: list[SkippedRecord] = field(default_factory=list)
+    dataset: Dataset
+    overlay: ImageOverlay | None = None
+    batch_size: int = 32
+    workers: int = 0
+    engine: str = "local"
+    shard_size: int = 512
 
-    def __iter__(self) -> Iterator[tuple[list[int], torch.Tensor | None, list[SkippedRecord]]]:
-        workers = self.num_workers if len(self.indices) > self.batch_size else 0
+    def preprocessed(
+        self, indices: Sequence[int] | range
+    ) -> Iterator[tuple[list[int], torch.Tensor | None, list[SkippedRecord]]]:
+        """Decoded, overlaid, resized uint8 batches of records ``indices`` (bad ones listed)."""
+        workers = self.workers if len(indices) > self.batch_size else 0
         loader = DataLoader(
-            _Preprocessed(self.dataset, self.encoder.geometry, self.overlay, self.indices),
+            _Preprocessed(self.dataset, self.encoder.geometry, self.overlay, indices),
             batch_size=self.batch_size,
             num_workers=workers,
             collate_fn=_collate,
@@ -111,6 +120,62 @@ class _Batches:
             batch = torch.stack([t for _, t in good]) if good else None
             yield [i for i, _ in good], batch, bad
 
+    def encoded(
+        self, indices: range
+    ) -> Iterator[tuple[list[int], np.ndarray | None, list[SkippedRecord]]]:
+        """Feature batches of records ``indices``, in order, on the job's engine."""
+        if self.engine == "ray":
+            return ray_batches(self.encoder, self.dataset, self.overlay, indices, self.batch_size)
+        if self.engine != "local":
+            raise MedprobeError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        encoder = self.encoder
+        return (
+            (idx, encoder.encode_images(encoder.normalize(b)) if b is not None else None, bad)
+            for idx, b, bad in self.preprocessed(indices)
+        )
+
+    def fit_encoder(self) -> None:
+        """Fit an encoder that ``requires_fit`` on the training split (all images if none)."""
+        if not self.encoder.requires_fit:
+            return
+        train = [i for i, r in enumerate(self.dataset.records) if r.split == "train"]
+        indices = train if train else range(len(self.dataset))
+        tensors = [b for _, b, _ in self.preprocessed(indices) if b is not None]
+        if not tensors:
+            raise MedprobeError(
+                f"no usable training image in dataset {self.dataset.name!r} to fit on"
+            )
+        self.encoder.fit(self.encoder.normalize(torch.cat(tensors)))
+
+    def run(
+        self,
+        indices: range,
+        sink,
+        progress: Progress | None,
+        show_progress: bool,
+        *,
+        done: int = 0,
+    ) -> None:
+        """Encode ``indices`` and hand the sink one part per ``shard_size`` records, in order."""
+        dataset, dim = self.dataset, self.encoder.spec.embed_dim
+        with optional_progress(progress, show_progress) as bar:
+            task = bar.add_task(
+                f"{self.encoder.name} on {dataset.name}", total=len(dataset), completed=done
+            )
+            start, kept, chunks, skipped = indices.start, [], [], []
+            for idx, features, bad in self.encoded(indices):
+                kept += idx
+                skipped += bad
+                if features is not None:
+                    chunks.append(features)
+                stop = min(start + self.shard_size, indices.stop)
+                if start + len(kept) + len(skipped) >= stop:
+                    sink.write(start, stop, _part(dataset, kept, chunks, skipped, dim))
+                    start, kept, chunks, skipped = stop, [], [], []
+                bar.update(task, completed=start + len(kept) + len(skipped))
+            if kept or skipped or (start < indices.stop):
+                sink.write(start, indices.stop, _part(dataset, kept, chunks, skipped, dim))
+
 
 def cache_key(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None, dtype: str) -> str:
     """Everything that determines the features: encoder (spec, weights), data, overlay, format."""
@@ -123,42 +188,6 @@ def cache_key(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None, 
         dtype,
         length=24,
     )
-
-
-def _fit_if_needed(encoder: Encoder, dataset: Dataset, overlay, batch_size, workers) -> None:
-    if not encoder.requires_fit:
-        return
-    train = [i for i, r in enumerate(dataset.records) if r.split == "train"]
-    indices = train if train else range(len(dataset))
-    subset = _Subset(dataset, indices)
-    tensors = [
-        b
-        for _, b, _ in _Batches(subset, encoder, overlay, range(len(subset)), batch_size, workers)
-        if b is not None
-    ]
-    if not tensors:
-        raise MedprobeError(f"no usable training image in dataset {dataset.name!r} to fit on")
-    encoder.fit(encoder.normalize(torch.cat(tensors)))
-
-
-class _Subset(Dataset):
-    """A view of some records of a dataset (used to fit on the training split)."""
-
-    def __init__(self, parent: Dataset, indices) -> None:
-        super().__init__(
-            parent.name,
-            parent.modality,
-            parent.class_names,
-            [parent.records[i] for i in indices],
-            parent.prompts,
-        )
-        self.parent = parent
-
-    def load_image(self, record: Record) -> Image.Image:
-        return self.parent.load_image(record)
-
-    def fingerprint(self) -> str:
-        return fingerprint(self.parent.fingerprint(), [r.id for r in self.records])
 
 
 def extract(
@@ -188,22 +217,12 @@ def extract(
         raise MedprobeError(f"batch size must be positive, got {batch_size}")
     workers = default_workers() if num_workers is None else num_workers
     store = FeatureStore(cache) if isinstance(cache, str | Path) else cache
+    job = ExtractJob(encoder, dataset, overlay, batch_size, workers, engine, batch_size)
     if store is None:
-        _fit_if_needed(encoder, dataset, overlay, batch_size, workers)
+        job = replace(job, shard_size=len(dataset) or 1)
+        job.fit_encoder()
         sink = _MemorySink()
-        _run(
-            encoder,
-            dataset,
-            overlay,
-            range(len(dataset)),
-            batch_size,
-            workers,
-            sink,
-            engine,
-            progress,
-            show_progress,
-            shard_size=len(dataset) or 1,
-        )
+        job.run(range(len(dataset)), sink, progress, show_progress)
         return _finish_features(sink.result(encoder, dataset, overlay, dtype), encoder)
     entry = store.entry(cache_key(encoder, dataset, overlay, dtype))
     with entry.locked():
@@ -220,21 +239,10 @@ def extract(
         }
         entry.start(info)
         done = max((s.stop for s in entry.shards()), default=0)
-        _fit_if_needed(encoder, dataset, overlay, batch_size, workers)
-        sink = _StoreSink(entry, dtype)
-        _run(
-            encoder,
-            dataset,
-            overlay,
-            range(done, len(dataset)),
-            batch_size,
-            workers,
-            sink,
-            engine,
-            progress,
-            show_progress,
-            shard_size=batch_size * shard_batches,
-            done=done,
+        job = replace(job, shard_size=batch_size * shard_batches)
+        job.fit_encoder()
+        job.run(
+            range(done, len(dataset)), _StoreSink(entry, dtype), progress, show_progress, done=done
         )
         entry.finish(dtype, {"medprobe_version": __version__})
         return _finish_features(entry.load(), encoder)
@@ -315,49 +323,3 @@ def _part(
         "skipped_ids": np.array([s.id for s in skipped], dtype=str),
         "skipped_reasons": np.array([s.reason for s in skipped], dtype=str),
     }
-
-
-def _run(
-    encoder,
-    dataset,
-    overlay,
-    indices: range,
-    batch_size,
-    workers,
-    sink,
-    engine,
-    progress,
-    show_progress,
-    *,
-    shard_size: int,
-    done: int = 0,
-) -> None:
-    """Encode ``indices`` and hand the sink one part per ``shard_size`` records, in order."""
-    if engine == "ray":
-        from medprobe.features.ray_engine import ray_batches
-
-        batches = ray_batches(encoder, dataset, overlay, indices, batch_size)
-    elif engine == "local":
-        batches = (
-            (idx, encoder.encode_images(encoder.normalize(b)) if b is not None else None, bad)
-            for idx, b, bad in _Batches(dataset, encoder, overlay, indices, batch_size, workers)
-        )
-    else:
-        raise MedprobeError(f"engine must be 'local' or 'ray', got {engine!r}")
-    dim = encoder.spec.embed_dim
-    with optional_progress(progress, show_progress) as bar:
-        task = bar.add_task(f"{encoder.name} on {dataset.name}", total=len(dataset), completed=done)
-        start, kept, chunks, skipped = indices.start, [], [], []
-        for idx, features, bad in batches:
-            kept += idx
-            skipped += bad
-            if features is not None:
-                chunks.append(features)
-            stop = min(start + shard_size, indices.stop)
-            handled = len(kept) + len(skipped)
-            if start + handled >= stop:
-                sink.write(start, stop, _part(dataset, kept, chunks, skipped, dim))
-                start, kept, chunks, skipped = stop, [], [], []
-            bar.update(task, completed=start + len(kept) + len(skipped))
-        if kept or skipped or (start < indices.stop):
-            sink.write(start, indices.stop, _part(dataset, kept, chunks, skipped, dim))

@@ -1,0 +1,75 @@
+"""``run.json``: the configuration, library versions, encoder weights and the machine."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medprobe.atomic import atomic_write
+from medprobe.encoders.base import Encoder
+
+#: Libraries whose versions change the numbers (recorded in run.json).
+PACKAGES = (
+    "medprobe",
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip_torch",
+    "transformers",
+    "huggingface_hub",
+    "scikit-learn",
+    "numpy",
+    "faiss-cpu",
+    "openTSNE",
+    "umap-learn",
+    "pydicom",
+    "pillow",
+)
+
+
+def encoder_provenance(encoder: Encoder) -> dict[str, Any]:
+    """Identity, weights and spec of one encoder as it was built for the run."""
+    return {
+        "encoder": encoder.name,
+        "identity": encoder.identity(),
+        "weights": encoder.weights_source,
+        "digest": encoder.weights_digest,
+        "spec": encoder.spec.model_dump(mode="json"),
+    }
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def write_run_json(
+    config: dict[str, Any], seed: int, out: Path, encoders: list[dict[str, Any]]
+) -> None:
+    """``out/run.json`` (atomic)."""
+    record = {
+        "config": config,
+        "versions": library_versions(),
+        "encoders": encoders,
+        "seed": seed,
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "cuda": torch.cuda.is_available(),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+    atomic_write(
+        out / "run.json", lambda h: h.write(json.dumps(record, indent=1, default=str).encode())
+    )
