@@ -235,7 +235,7 @@ def test_study_file_runs_the_text_audit(cache, tmp_path):
     flagged = audit[audit.metric == "leakage_flagged"].value.iloc[0]
     assert flagged == 1
     reliance = results[results.analysis == "text_reliance"]
-    assert set(reliance.params) == {"mask=inpaint"} and set(reliance.encoder) == {"pixels"}
+    assert set(reliance.param_mask) == {"inpaint"} and set(reliance.encoder) == {"pixels"}
     html = (out / "report.html").read_text()
     assert 'id="audit-reliance"' in html and "<figcaption>" in html
     # a rerun reuses the finished unit and the cached detections: same rows

@@ -1,8 +1,11 @@
 """End to end: the demo pipeline is wired honestly (signal found where it exists, not elsewhere)."""
 
+import json
+
 import pandas as pd
 import pytest
 
+from medprobe.analysis.rows import SCHEMA, read_results
 from medprobe.datasets import synthetic
 from medprobe.study import run_grid, write_outputs
 
@@ -22,7 +25,7 @@ def _value(results: pd.DataFrame, dataset: str, encoder: str, analysis: str, met
         & (results.encoder == encoder)
         & (results.analysis == analysis)
         & (results.metric == metric)
-        & (results.params.str.startswith("k=10") | (results.analysis != "knn"))
+        & ((results.param_k == 10).fillna(False) | (results.analysis != "knn"))
     ]
     assert len(row) == 1
     return row.iloc[0]
@@ -56,15 +59,10 @@ def test_no_signal_setting_is_at_chance(outcome, encoder):
 
 def test_results_table_is_tidy(outcome):
     frame = outcome.results
-    assert list(frame.columns)[:6] == [
-        "encoder",
-        "domain",
-        "dataset",
-        "modality",
-        "analysis",
-        "metric",
-    ]
-    assert not frame.duplicated(["encoder", "dataset", "analysis", "metric", "params"]).any()
+    assert list(frame.columns) == list(SCHEMA)
+    params = [c for c in frame.columns if c.startswith("param_")]
+    key = ["encoder", "encoder_b", "dataset", "analysis", "metric", *params]
+    assert not frame.duplicated(key).any()
     # Percentile intervals of probe metrics and silhouettes contain their estimate. (Cluster
     # indices use bias-corrected intervals, which need not when the bootstrap is very skewed.)
     direct = frame[
@@ -82,17 +80,32 @@ def test_results_table_is_tidy(outcome):
         "geometry",
         "similarity",
     }
-    assert set(frame[frame.analysis == "knn"].params) == {
-        f"k={k} metric=cosine" for k in (1, 5, 10, 20)
-    }
+    knn = frame[frame.analysis == "knn"]
+    assert sorted(set(knn.param_k)) == [1, 5, 10, 20] and set(knn.param_metric) == {"cosine"}
+    assert set(knn.split) == {"test"}
+    # the one-line pivot of the schema: no duplicates, k sorted numerically
+    table = knn[knn.metric == "balanced_accuracy"].pivot(
+        index=["encoder", "param_k"], columns="dataset", values="value"
+    )
+    assert list(table.loc["pixels"].index) == [1, 5, 10, 20]
+    linear = frame[frame.analysis == "linear_probe"]
+    assert linear.selected_C.notna().all() and linear.param_k.isna().all()
     assert (frame.seed == 0).all() and (frame.n > 0).all()
 
 
 def test_outputs_are_written(outcome, tmp_path):
     files = write_outputs(outcome, tmp_path)
     assert set(files) == {"results.csv", "results.parquet", "report.html", "figures"}
-    assert pd.read_parquet(files["results.parquet"]).shape == outcome.results.shape
-    assert pd.read_csv(files["results.csv"]).shape == outcome.results.shape
+    # the same table, with the same dtypes, from both files (the written schema)
+    from_csv, from_parquet = (
+        read_results(files["results.csv"]),
+        read_results(files["results.parquet"]),
+    )
+    pd.testing.assert_frame_equal(from_csv, from_parquet)
+    pd.testing.assert_frame_equal(from_parquet, outcome.results)
+    assert dict(from_csv.dtypes.astype(str)) == {c: d for c, (d, _) in SCHEMA.items()}
+    schema = json.loads((tmp_path / "results.schema.json").read_text())
+    assert [f["name"] for f in schema["fields"]] == list(SCHEMA)
     html = files["report.html"].read_text()
     assert "<script src=" not in html  # self-contained: no CDN
     assert html.count('class="figure plot"') >= 1 + 3 + 2  # views, metric bars, CKA heatmaps

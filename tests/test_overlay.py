@@ -184,7 +184,7 @@ def test_study_with_overlays_writes_the_report_section(tmp_path):
     out = tmp_path / "out"
     outcome = run_study(load_config(tmp_path / "s.yaml"), out, show_progress=False)
     overlay = outcome.results[outcome.results.analysis == "overlay"]
-    assert set(overlay.params) == {"wrong_class@bottom-right", "clinical@top-left"}
+    assert set(overlay.param_overlay) == {"wrong_class@bottom-right", "clinical@top-left"}
     assert set(overlay.encoder) == {"pixels", "handcrafted"}
     write_report(outcome, out)
     html = (out / "report.html").read_text()

@@ -77,7 +77,7 @@ def test_study_runs_every_analysis_and_records_the_failing_model(finished):
     )
     errors = results[results.analysis == "error"]
     assert set(errors.encoder) == {"no-such-model"} and len(errors) == 3
-    assert errors.params.str.contains("unknown encoder").all()
+    assert errors.error.str.contains("unknown encoder").all()
     for name in ("results.csv", "report.html", "run.json", "views.json"):
         assert (out / name).is_file()
     figures = {p.name for p in (out / "figures").iterdir()}
@@ -119,14 +119,14 @@ def test_rerun_resumes_without_recomputing(finished, monkeypatch):
     monkeypatch.setattr(HandcraftedEncoder, "encode_images", no_model)
     again = run_study(config, out, show_progress=False)
     assert calls == []
-    pd.testing.assert_frame_equal(
-        again.results.sort_values(
-            ["encoder", "dataset", "analysis", "metric", "params"]
-        ).reset_index(drop=True),
-        outcome.results.sort_values(
-            ["encoder", "dataset", "analysis", "metric", "params"]
-        ).reset_index(drop=True),
-    )
+    order = ["encoder", "encoder_b", "dataset", "analysis", "metric", "param_k", "param_shots"]
+
+    def same(frame):  # a rerun is another run (run_id, started_at); the results are the same
+        frame = frame.drop(columns=["run_id", "started_at"])
+        return frame.sort_values(order).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(same(again.results), same(outcome.results))
+    assert again.results.run_id.iloc[0] != outcome.results.run_id.iloc[0]
     # An interrupted run: one (model, dataset) unit never finished. Only it is redone.
     units = sorted((out / "units").glob("*.json"))
     units[0].unlink()

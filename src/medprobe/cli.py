@@ -220,7 +220,8 @@ def overlay_command(
     from rich.table import Table
 
     from medprobe.analysis.overlay_bias import overlay_bias
-    from medprobe.analysis.rows import RowContext, results_frame
+    from medprobe.analysis.rows import RowContext, RunInfo, results_frame
+    from medprobe.analysis.suite import overlay_rows
     from medprobe.datasets import open_dataset
     from medprobe.encoders import create_encoder
     from medprobe.overlay import OverlaySpec
@@ -250,7 +251,7 @@ def overlay_command(
         writable_dir(out)
         context = RowContext.of(encoder, dataset)
         frame = results_frame(
-            [row for r in results for row in context.rows("overlay", r.scores, r.overlay.label)]
+            [row for r in results for row in overlay_rows(context, r)], RunInfo.new()
         )
         frame.to_csv(out / "overlay.csv", index=False)
         output.print(f"wrote {out / 'overlay.csv'}")
@@ -564,7 +565,7 @@ def audit_text_command(
     from rich.table import Table
 
     from medprobe.analysis.outcome import StudyOutcome, dataset_summary
-    from medprobe.analysis.rows import results_frame
+    from medprobe.analysis.rows import RunInfo, results_frame
     from medprobe.audit import TextDetector, audit_text
     from medprobe.datasets import open_dataset
     from medprobe.encoders import create_encoder
@@ -615,7 +616,7 @@ def audit_text_command(
         (out / "text_detections.json").write_text(json.dumps(audit.detections.to_json()))
         outcome = StudyOutcome(
             title=f"text audit: {dataset.name}",
-            results=results_frame(audit.rows(seed)),
+            results=results_frame(audit.rows(seed), RunInfo.new()),
             encoders=[{**e.spec.describe(), "weights": e.weights_source or "-"} for e in encoders],
             datasets=[dataset_summary(dataset)],
             audit_examples={dataset.name: captioned(audit.examples())},

@@ -1,14 +1,21 @@
-"""The tidy results table: one row per encoder x dataset x analysis x metric.
+"""The tidy results table: one row per encoder x dataset x analysis x metric (x parameters).
 
 Every row of the project is built here, by a :class:`RowContext` (what the row is about) and
 :meth:`RowContext.rows` / :meth:`RowContext.error` (what was measured), so the columns cannot
-drift between the places that produce results.
+drift between the places that produce results. Hyperparameters are typed ``param_*`` columns
+and fitted choices ``selected_*`` columns (scikit-learn ``cv_results_`` style); the schema
+(:data:`SCHEMA`) fixes every column's dtype, so a table read back from CSV or Parquet with
+:func:`read_results` has the dtypes it was written with.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,23 +26,65 @@ from medprobe.analysis.stats import Estimate
 if TYPE_CHECKING:
     from medprobe.datasets.base import Dataset
     from medprobe.encoders.base import Encoder
+    from medprobe.features.featureset import FeatureSet
 
-COLUMNS = (
-    "encoder",
-    "domain",
-    "dataset",
-    "modality",
-    "analysis",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n",
-    "seed",
-    "encoder_revision",
-    "medprobe_version",
-    "params",
-)
+#: Hyperparameters an analysis may report, as ``param_<name>`` columns: name -> (dtype, meaning).
+PARAMS: dict[str, tuple[str, str]] = {
+    "k": ("Int64", "neighbours of the kNN probe"),
+    "metric": ("string", "distance of the kNN probe"),
+    "shots": ("Int64", "labelled training images per class (few-shot)"),
+    "draws": ("Int64", "random draws of the few-shot training images"),
+    "prompts": ("string", "zero-shot prompt set"),
+    "overlay": ("string", "text overlay drawn on the images (source@position)"),
+    "mask": ("string", "how detected burned-in text was removed"),
+    "class": ("string", "the class a per-class row is about"),
+}
+#: Choices a fitted analysis made, as ``selected_<name>`` columns.
+SELECTED: dict[str, tuple[str, str]] = {
+    "C": ("Float64", "inverse regularisation strength chosen by the linear probe"),
+}
+
+#: Every column in order: name -> (pandas dtype, meaning).
+SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "the study run that wrote the table"),
+    "started_at": ("string", "when that run started (ISO 8601, UTC)"),
+    "encoder": ("string", "the model (encoder) the row is about"),
+    "encoder_b": ("string", "the other model of a pairwise row (similarity)"),
+    "domain": ("string", "medical, general or baseline"),
+    "dataset": ("string", "the dataset, as named in the study"),
+    "modality": ("string", "the dataset's imaging modality"),
+    "layer": ("string", "the network layer of the features (final: the embedding)"),
+    "analysis": ("string", "the analysis (separability, knn, linear_probe, ...)"),
+    "metric": ("string", "what was measured"),
+    "split": ("string", "images measured: test, or all (analyses that train nothing)"),
+    "value": ("float64", "the estimate"),
+    "ci_low": ("float64", "lower end of the 95% confidence interval"),
+    "ci_high": ("float64", "upper end of the 95% confidence interval"),
+    "n": ("int64", "images behind the estimate"),
+    "unit": ("string", "unit of resampling of the interval (image)"),
+    "seed": ("int64", "seed of splits, probes and resampling"),
+    **{f"param_{name}": spec for name, spec in PARAMS.items()},
+    **{f"selected_{name}": spec for name, spec in SELECTED.items()},
+    "error": ("string", "why the pair failed (error rows) "),
+    "encoder_revision": ("string", "weights used: hub commit or local path"),
+    "dataset_fingerprint": ("string", "content fingerprint of the dataset"),
+    "feature_key": ("string", "feature-store key of the features measured"),
+    "medprobe_version": ("string", "medprobe version"),
+}
+COLUMNS = tuple(SCHEMA)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The study run a results table belongs to."""
+
+    run_id: str
+    started_at: str
+
+    @classmethod
+    def new(cls) -> RunInfo:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        return cls(uuid.uuid4().hex[:12], now.isoformat())
 
 
 @dataclass(frozen=True)
@@ -43,9 +92,7 @@ class Row:
     """One result: a metric of one analysis of one encoder on one dataset."""
 
     encoder: str
-    domain: str
     dataset: str
-    modality: str
     analysis: str
     metric: str
     value: float
@@ -53,9 +100,27 @@ class Row:
     ci_high: float
     n: int
     seed: int
-    encoder_revision: str
-    medprobe_version: str
-    params: str
+    domain: str = ""
+    modality: str = ""
+    encoder_b: str = ""
+    layer: str = "final"
+    split: str = "all"
+    unit: str = "image"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    selected: Mapping[str, float] = field(default_factory=dict)
+    error: str = ""
+    encoder_revision: str = ""
+    dataset_fingerprint: str = ""
+    feature_key: str = ""
+    medprobe_version: str = __version__
+
+    def record(self) -> dict[str, Any]:
+        """The row as table columns (``param_*`` / ``selected_*`` spread out)."""
+        data = asdict(self)
+        params, selected = data.pop("params"), data.pop("selected")
+        data.update({f"param_{k}": v for k, v in params.items()})
+        data.update({f"selected_{k}": v for k, v in selected.items()})
+        return data
 
 
 @dataclass(frozen=True)
@@ -68,10 +133,21 @@ class RowContext:
     domain: str = ""
     modality: str = ""
     encoder_revision: str = ""
+    layer: str = "final"
+    unit: str = "image"
+    dataset_fingerprint: str = ""
+    feature_key: str = ""
 
     @classmethod
-    def of(cls, encoder: Encoder, dataset: Dataset, seed: int = 0) -> RowContext:
-        """The context of ``encoder`` on ``dataset``: names, domain and modality as given now."""
+    def of(
+        cls,
+        encoder: Encoder,
+        dataset: Dataset,
+        seed: int = 0,
+        features: FeatureSet | None = None,
+    ) -> RowContext:
+        """The context of ``encoder`` on ``dataset``: names, domain and modality as given now;
+        ``features`` (when extracted) name the feature-store entry the rows come from."""
         return cls(
             encoder=encoder.name,
             dataset=dataset.name,
@@ -79,20 +155,33 @@ class RowContext:
             domain=encoder.spec.domain,
             modality=dataset.modality,
             encoder_revision=encoder.weights_source or encoder.spec.revision or "",
+            dataset_fingerprint=dataset.fingerprint(),
+            feature_key=str((features.meta if features is not None else {}).get("cache_key", "")),
         )
 
     def with_encoder(self, name: str, domain: str = "", revision: str = "") -> RowContext:
         """The same dataset and seed for another "model" (e.g. the OCR of a text audit)."""
         return replace(self, encoder=name, domain=domain, encoder_revision=revision)
 
-    def rows(self, analysis: str, scores: Mapping[str, Estimate], params: str = "") -> list[Row]:
-        """One row per metric of ``scores``."""
+    def rows(
+        self,
+        analysis: str,
+        scores: Mapping[str, Estimate],
+        *,
+        split: str = "all",
+        params: Mapping[str, Any] | None = None,
+        selected: Mapping[str, float] | None = None,
+        encoder_b: str = "",
+    ) -> list[Row]:
+        """One row per metric of ``scores``; ``params`` / ``selected`` must be schema names."""
+        params, selected = dict(params or {}), dict(selected or {})
+        unknown = sorted(set(params) - set(PARAMS)) + sorted(set(selected) - set(SELECTED))
+        if unknown:
+            raise ValueError(f"{analysis}: {unknown} are not declared in the results schema")
         return [
             Row(
                 encoder=self.encoder,
-                domain=self.domain,
                 dataset=self.dataset,
-                modality=self.modality,
                 analysis=analysis,
                 metric=metric,
                 value=float(est.value),
@@ -100,9 +189,17 @@ class RowContext:
                 ci_high=float(est.ci_high),
                 n=int(est.n),
                 seed=self.seed,
-                encoder_revision=self.encoder_revision,
-                medprobe_version=__version__,
+                domain=self.domain,
+                modality=self.modality,
+                encoder_b=encoder_b,
+                layer=self.layer,
+                split=split,
+                unit=self.unit,
                 params=params,
+                selected=selected,
+                encoder_revision=self.encoder_revision,
+                dataset_fingerprint=self.dataset_fingerprint,
+                feature_key=self.feature_key,
             )
             for metric, est in scores.items()
         ]
@@ -110,14 +207,47 @@ class RowContext:
     def error(self, message: str) -> Row:
         """The row that records a failure of this pair (the study goes on)."""
         nan = float("nan")
-        return self.rows("error", {"error": Estimate(nan, nan, nan, 0)}, message)[0]
+        row = self.rows("error", {"error": Estimate(nan, nan, nan, 0)})[0]
+        return replace(row, error=message)
 
 
 def row_from_dict(data: Mapping[str, Any]) -> Row:
     """A row read back from JSON (a finished unit on disk)."""
-    return Row(**{c: data[c] for c in COLUMNS})
+    return Row(**data)
 
 
-def results_frame(rows: Sequence[Row]) -> pd.DataFrame:
-    """Rows -> a DataFrame with the standard columns in the standard order."""
-    return pd.DataFrame([asdict(r) for r in rows], columns=list(COLUMNS))
+_TEXT = tuple(c for c, (dtype, _) in SCHEMA.items() if dtype == "string")
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The schema's dtypes; an empty text is missing (<NA>), as CSV cannot tell them apart."""
+    frame = frame.astype({column: dtype for column, (dtype, _) in SCHEMA.items()})
+    frame[list(_TEXT)] = frame[list(_TEXT)].replace("", pd.NA)
+    return frame
+
+
+def results_frame(rows: Sequence[Row], run: RunInfo | None = None) -> pd.DataFrame:
+    """Rows -> a DataFrame with every schema column, in order, with the schema's dtypes."""
+    records = [r.record() for r in rows]
+    frame = pd.DataFrame(records, columns=list(COLUMNS))
+    if run is not None:
+        frame["run_id"], frame["started_at"] = run.run_id, run.started_at
+    return _typed(frame)
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A results table written by medprobe (``.csv`` or ``.parquet``), with the schema's dtypes
+    (a plain ``pd.read_csv`` guesses them, e.g. float64 for an all-empty text column)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return _typed(pd.read_parquet(path))
+    frame = pd.read_csv(
+        path, dtype=dict.fromkeys(_TEXT, str), keep_default_na=False, na_values=[""]
+    )
+    return _typed(frame)
+
+
+def schema_json() -> str:
+    """The results schema as JSON (column, dtype, description), written beside the table."""
+    fields = [{"name": c, "dtype": d, "description": m} for c, (d, m) in SCHEMA.items()]
+    return json.dumps({"fields": fields, "medprobe_version": __version__}, indent=1)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medprobe.analysis.geometry import Geometry
-from medprobe.analysis.overlay_bias import overlay_bias
+from medprobe.analysis.overlay_bias import OverlayResult, overlay_bias
 from medprobe.analysis.probes import FewShotProbe, KNNProbe, LinearProbe
 from medprobe.analysis.rows import Row, RowContext
 from medprobe.analysis.separability import Separability
@@ -91,7 +91,7 @@ def knn(unit: UnitInput) -> list[Row]:
     rows = []
     for k in KNN_KS:
         scores = KNNProbe(k=k, seed=unit.seed).fit(unit.features).scores_
-        rows += unit.context.rows("knn", scores, f"k={k} metric=cosine")
+        rows += unit.context.rows("knn", scores, split="test", params={"k": k, "metric": "cosine"})
     return rows
 
 
@@ -105,7 +105,9 @@ def linear_probe(unit: UnitInput) -> list[Row]:
         y_pred=linear.y_pred_.tolist(),
         n_classes=len(fs.class_names),
     )
-    return unit.context.rows("linear_probe", linear.scores_, f"C={linear.C_:g}")
+    return unit.context.rows(
+        "linear_probe", linear.scores_, split="test", selected={"C": linear.C_}
+    )
 
 
 def few_shot(unit: UnitInput) -> list[Row]:
@@ -119,14 +121,17 @@ def few_shot(unit: UnitInput) -> list[Row]:
     few = FewShotProbe(shots=shots, seed=unit.seed).fit(fs)
     rows = []
     for k in shots:
-        rows += unit.context.rows("few_shot", few.scores_[k], f"shots={k} draws={few.draws}")
+        params = {"shots": k, "draws": few.draws}
+        rows += unit.context.rows("few_shot", few.scores_[k], split="test", params=params)
     return rows
 
 
 def zero_shot(unit: UnitInput) -> list[Row]:
     """Zero-shot classification with the dataset's prompt ensemble."""
     zero = ZeroShot(unit.encoder, templates=unit.dataset.prompts, seed=unit.seed)
-    return unit.context.rows("zero_shot", zero.fit(unit.features).scores_, "prompt ensemble")
+    scores = zero.fit(unit.features).scores_
+    split = "test" if (unit.features.splits == "test").any() else "all"
+    return unit.context.rows("zero_shot", scores, split=split, params={"prompts": "ensemble"})
 
 
 def geometry(unit: UnitInput) -> list[Row]:
@@ -152,7 +157,7 @@ def similarity(group: DatasetInput) -> list[Row]:
                 "linear_cka_unbiased": Estimate(float(cross.cka_[i, j]), nan, nan, n),
                 "mutual_knn_k10": Estimate(float(cross.mutual_knn_[i, j]), nan, nan, n),
             }
-            rows += unit.context.rows("similarity", scores, f"vs={other.encoder.name}")
+            rows += unit.context.rows("similarity", scores, encoder_b=other.encoder.name)
     return rows
 
 
@@ -166,8 +171,14 @@ def overlay(unit: UnitInput) -> list[Row]:
         seed=unit.seed,
         batch_size=unit.batch_size,
     )
-    return [
-        row
-        for result in results
-        for row in unit.context.rows("overlay", result.scores, result.overlay.label)
-    ]
+    return [row for result in results for row in overlay_rows(unit.context, result)]
+
+
+def overlay_rows(context: RowContext, result: OverlayResult) -> list[Row]:
+    """One overlay's rows: displacement over every image, the rest on the test split."""
+    params = {"overlay": result.overlay.label}
+    everywhere = {m: e for m, e in result.scores.items() if m == "displacement"}
+    tested = {m: e for m, e in result.scores.items() if m != "displacement"}
+    return context.rows("overlay", everywhere, params=params) + context.rows(
+        "overlay", tested, split="test", params=params
+    )

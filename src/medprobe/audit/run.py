@@ -46,18 +46,26 @@ class TextAudit:
             seed=seed,
             modality=self.dataset.modality,
             encoder_revision=f"tesseract {self.detections.detector.get('tesseract', '')}",
+            dataset_fingerprint=self.dataset.fingerprint(),
         )
         rows = []
         for group, estimate in self.prevalence.items():
-            rows += context.rows("text_audit", {"text_prevalence": estimate}, group)
+            scores = {"text_prevalence": estimate}
+            rows += context.rows("text_audit", scores, params={"class": group})
         if self.leakage is not None:
-            rows += context.rows("text_audit", self.leakage.scores(), "ocr-only")
+            rows += context.rows("text_audit", self.leakage.scores())
         return rows
 
     def reliance_rows(self, encoder: str) -> list[Row]:
         """``text_reliance`` rows of one measured encoder (params = the mask mode)."""
+        scores, params = self.reliance[encoder], {"mask": self.mask}
+        # displacement: images with text (all splits); probes: the test split
+        moved = {m: e for m, e in scores.items() if m == "displacement"}
+        probed = {m: e for m, e in scores.items() if m != "displacement"}
         context = self.contexts[encoder]
-        return context.rows("text_reliance", self.reliance[encoder], f"mask={self.mask}")
+        return context.rows("text_reliance", moved, params=params) + context.rows(
+            "text_reliance", probed, split="test", params=params
+        )
 
     def rows(self, seed: int = 0) -> list[Row]:
         """All result-table rows: the dataset's, then every measured encoder's."""

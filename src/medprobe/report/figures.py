@@ -9,16 +9,8 @@ from plotly.colors import qualitative
 PALETTE = qualitative.Safe
 
 
-def interactive_metric_bars(
-    results: pd.DataFrame, analysis: str, metric: str, title: str, params: str = ""
-) -> go.Figure:
-    """Bars per dataset x encoder with 95% CI error bars (rows whose params start with
-    ``params``, e.g. ``k=10`` for one kNN setting)."""
-    rows = results[
-        (results.analysis == analysis)
-        & (results.metric == metric)
-        & results.params.str.startswith(params)
-    ]
+def interactive_metric_bars(rows: pd.DataFrame, title: str) -> go.Figure:
+    """Bars per dataset x encoder with 95% CI error bars, for the rows of one metric."""
     fig = go.Figure()
     for i, (encoder, group) in enumerate(rows.groupby("encoder", sort=False)):
         fig.add_trace(
@@ -41,7 +33,7 @@ def interactive_metric_bars(
         barmode="group",
         height=360,
         template="plotly_white",
-        yaxis={"title": metric.replace("_", " ")},
+        yaxis={"title": title.split(": ")[-1]},
         margin={"l": 50, "r": 20, "t": 50, "b": 40},
     )
     return fig

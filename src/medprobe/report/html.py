@@ -26,21 +26,12 @@ from medprobe.analysis.outcome import StudyOutcome
 from medprobe.atomic import atomic_write
 from medprobe.report.figures import interactive_metric_bars
 from medprobe.report.paper_figures import write_figures
+from medprobe.report.selection import KEY_METRICS, displayable, select, settings, title
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("medprobe.report", "templates"),
     autoescape=jinja2.select_autoescape(default=True),
     undefined=jinja2.StrictUndefined,
-)
-
-#: (analysis, metric, params prefix) of the summary columns and bar charts.
-KEY_METRICS = (
-    ("separability", "silhouette_cosine", ""),
-    ("knn", "balanced_accuracy", "k=10"),
-    ("linear_probe", "balanced_accuracy", ""),
-    ("linear_probe", "auroc", ""),
-    ("zero_shot", "balanced_accuracy", ""),
-    ("few_shot", "balanced_accuracy", "shots=4"),
 )
 
 
@@ -64,37 +55,28 @@ def _fmt(row) -> str:
     return f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
 
 
-def _summary_table(outcome: StudyOutcome) -> tuple[list[str], list[list[str]]]:
-    frame = outcome.results[outcome.results.analysis != "error"]
-    present = [k for k in KEY_METRICS if ((frame.analysis == k[0]) & (frame.metric == k[1])).any()]
-    header = ["dataset", "encoder", "domain"] + [
-        f"{a} {p}: {m}".replace("  ", " ") for a, m, p in present
-    ]
+def _summary_table(results: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    frame = results[results.analysis != "error"]
+    present = [k for k in KEY_METRICS if not select(frame, *k).empty]
+    header = ["dataset", "encoder", "domain"] + [title(*k) for k in present]
     body = []
     for (dataset, encoder), group in frame.groupby(["dataset", "encoder"], sort=False):
         cells = [dataset, encoder, str(group.domain.iloc[0])]
-        for analysis, metric, params in present:
-            hit = group[
-                (group.analysis == analysis)
-                & (group.metric == metric)
-                & group.params.str.startswith(params)
-            ]
+        for key in present:
+            hit = select(group, *key)
             cells.append(_fmt(hit.iloc[0]) if not hit.empty else "-")
         body.append(cells)
     return header, body
 
 
-def _heatmaps(outcome: StudyOutcome) -> list[tuple[str, str]]:
-    sim = outcome.results[
-        (outcome.results.analysis == "similarity")
-        & (outcome.results.metric == "linear_cka_unbiased")
-    ]
+def _heatmaps(results: pd.DataFrame) -> list[tuple[str, str]]:
+    sim = select(results, "similarity", "linear_cka_unbiased")
     out = []
     for dataset, group in sim.groupby("dataset", sort=False):
         names = list(dict.fromkeys(group.encoder))
         matrix = [[1.0 if a == b else None for b in names] for a in names]
         for row in group.itertuples():
-            other = row.params.removeprefix("vs=")
+            other = row.encoder_b
             if other in names:
                 matrix[names.index(row.encoder)][names.index(other)] = round(row.value, 4)
         fig = go.Figure(
@@ -129,19 +111,19 @@ OVERLAY_METRICS = (
 DOMAIN_COLOURS = {"medical": "#c0392b", "general": "#2471a3", "baseline": "#7f8c8d"}
 
 
-def _overlay_section(outcome: StudyOutcome) -> dict[str, Any]:
+def _overlay_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, Any]:
     """The overlay table (one row per dataset x model x overlay) and displacement charts."""
-    rows = outcome.results[outcome.results.analysis == "overlay"]
+    rows = results[results.analysis == "overlay"]
     if rows.empty:
         return {"header": [], "body": [], "charts": [], "examples": outcome.overlay_examples}
     table = _metric_table(
-        rows.rename(columns={"params": "overlay"}),
+        rows.rename(columns={"param_overlay": "overlay"}),
         ["dataset", "encoder", "domain", "overlay"],
         OVERLAY_METRICS,
     )
     charts = []
     displacement = rows[rows.metric == "displacement"]
-    for (dataset, label), group in displacement.groupby(["dataset", "params"], sort=False):
+    for (dataset, label), group in displacement.groupby(["dataset", "param_overlay"], sort=False):
         group = group.sort_values("value")
         fig = go.Figure(
             go.Bar(
@@ -199,9 +181,8 @@ def _metric_table(rows: pd.DataFrame, keys: list[str], metrics: Sequence[str]):
     return {"header": [*keys, *present], "body": body}
 
 
-def _audit_section(outcome: StudyOutcome) -> dict[str, Any]:
+def _audit_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, Any]:
     """Burned-in text: per-class prevalence, OCR-only leakage, per-model reliance, examples."""
-    results = outcome.results
     audit = results[results.analysis == "text_audit"]
     prevalence = audit[audit.metric == "text_prevalence"]
     leakage = audit[audit.metric != "text_prevalence"]
@@ -222,7 +203,7 @@ def _audit_section(outcome: StudyOutcome) -> dict[str, Any]:
         )
     return {
         "prevalence": _metric_table(
-            prevalence.rename(columns={"params": "class"}),
+            prevalence.rename(columns={"param_class": "class"}),
             ["dataset", "class"],
             ["text_prevalence"],
         ),
@@ -231,8 +212,8 @@ def _audit_section(outcome: StudyOutcome) -> dict[str, Any]:
             "body": leak_rows,
         },
         "reliance": _metric_table(
-            results[results.analysis == "text_reliance"],
-            ["dataset", "encoder", "domain", "params"],
+            results[results.analysis == "text_reliance"].rename(columns={"param_mask": "mask"}),
+            ["dataset", "encoder", "domain", "mask"],
             RELIANCE_METRICS,
         ),
         "examples": outcome.audit_examples,
@@ -241,23 +222,16 @@ def _audit_section(outcome: StudyOutcome) -> dict[str, Any]:
 
 def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = None) -> str:
     """The report as one HTML string."""
-    header, body = _summary_table(outcome)
+    results = displayable(outcome.results)
+    header, body = _summary_table(results)
     bars = [
-        _figure_html(
-            interactive_metric_bars(
-                outcome.results,
-                a,
-                m,
-                f"{a.replace('_', ' ')} {p}: {m.replace('_', ' ')} (95% CI)".replace("  ", " "),
-                params=p,
-            )
-        )
-        for a, m, p in KEY_METRICS
-        if ((outcome.results.analysis == a) & (outcome.results.metric == m)).any()
+        _figure_html(interactive_metric_bars(select(results, *key), f"{title(*key)} (95% CI)"))
+        for key in KEY_METRICS
+        if not select(results, *key).empty
     ]
-    results = outcome.results
-    errors = results[results.analysis == "error"][["encoder", "dataset", "params"]]
-    table = results[results.analysis != "error"].round(4).astype(object).fillna("")
+    errors = results[results.analysis == "error"][["encoder", "dataset", "error"]]
+    shown = results[results.analysis != "error"].assign(setting=settings(results))
+    table = shown.round(4).astype(object).fillna("")
     return _ENV.get_template("report.html.j2").render(
         title=outcome.title,
         version=__version__,
@@ -273,7 +247,8 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
             "domain",
             "analysis",
             "metric",
-            "params",
+            "setting",
+            "split",
             "value",
             "ci_low",
             "ci_high",
@@ -282,14 +257,14 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         ],
         results=table.to_dict("records"),
         bars=bars,
-        heatmaps=_heatmaps(outcome),
+        heatmaps=_heatmaps(results),
         skipped=outcome.skipped,
         errors=errors.to_dict("records"),
         views_json=safe_json([asdict(v) for v in outcome.views]),
         thumbnails_json=safe_json(outcome.thumbnails),
         provenance=provenance or {},
-        overlay=_overlay_section(outcome),
-        audit=_audit_section(outcome),
+        overlay=_overlay_section(outcome, results),
+        audit=_audit_section(outcome, results),
     )
 
 
@@ -301,5 +276,5 @@ def write_report(outcome: StudyOutcome, out: Path) -> dict[str, Path]:
     path = out / "report.html"
     html = render_report(outcome, provenance).encode("utf-8")
     atomic_write(path, lambda h: h.write(html))
-    write_figures(outcome, out / "figures", KEY_METRICS)
+    write_figures(outcome, out / "figures")
     return {"report.html": path, "figures": out / "figures"}

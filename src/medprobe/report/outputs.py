@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from medprobe.analysis.outcome import StudyOutcome, View
+from medprobe.analysis.rows import read_results, schema_json
 from medprobe.atomic import atomic_write
 from medprobe.errors import MedprobeError
 from medprobe.report.html import write_report
@@ -32,9 +33,11 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_results(frame: pd.DataFrame, out: Path) -> None:
-    """``out/results.csv`` and ``out/results.parquet`` (written atomically)."""
+    """``out/results.csv``, ``out/results.parquet`` and the schema of their columns,
+    ``out/results.schema.json`` (each written atomically)."""
     atomic_write(out / "results.csv", lambda h: frame.to_csv(h, index=False))
     atomic_write(out / "results.parquet", lambda h: frame.to_parquet(h, index=False))
+    atomic_write(out / "results.schema.json", lambda h: h.write(schema_json().encode()))
 
 
 def write_views(outcome: StudyOutcome, out: Path) -> None:
@@ -61,7 +64,7 @@ def load_outcome(out: Path) -> StudyOutcome:
     data = json.loads((out / "views.json").read_text())
     return StudyOutcome(
         title=data["title"],
-        results=pd.read_parquet(out / "results.parquet"),
+        results=read_results(out / "results.parquet"),
         views=[View(**v) for v in data["views"]],
         encoders=data["encoders"],
         datasets=data["datasets"],

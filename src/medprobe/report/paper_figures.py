@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from medprobe.analysis.outcome import StudyOutcome
+from medprobe.report.selection import KEY_METRICS, displayable, metric_name, select, slug, title
 
 FORMATS = ("png", "pdf", "svg")
 DOMAIN_COLOURS = {
@@ -85,17 +85,12 @@ def embedding_grids(outcome: StudyOutcome, folder: Path) -> list[Path]:
     return paths
 
 
-def paper_metric_bars(
-    results: pd.DataFrame, folder: Path, metrics: Iterable[tuple[str, str, str]]
-) -> list[Path]:
+def paper_metric_bars(results: pd.DataFrame, folder: Path) -> list[Path]:
     """Grouped bars (dataset x model) with 95% CI whiskers, coloured by domain."""
     paths = []
-    for analysis, metric, params in metrics:
-        rows = results[
-            (results.analysis == analysis)
-            & (results.metric == metric)
-            & results.params.str.startswith(params)
-        ]
+    for key in KEY_METRICS:
+        metric = key[1]
+        rows = select(results, *key)
         if rows.empty:
             continue
         datasets = list(dict.fromkeys(rows.dataset))
@@ -121,22 +116,22 @@ def paper_metric_bars(
                 linewidth=0.3,
             )
         ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.set_title(f"{analysis.replace('_', ' ')} {params}".strip() + " (95% CI)", fontsize=10)
+        ax.set_ylabel(metric_name(metric))
+        ax.set_title(f"{title(*key)} (95% CI)", fontsize=10)
         ax.legend(fontsize=7, ncol=2, frameon=False)
-        paths += _save(fig, folder, f"{analysis}_{metric}_{params}")
+        paths += _save(fig, folder, slug(*key))
     return paths
 
 
 def similarity_heatmaps(results: pd.DataFrame, folder: Path) -> list[Path]:
     """Models x models unbiased linear CKA, one heatmap per dataset."""
     paths = []
-    sim = results[(results.analysis == "similarity") & (results.metric == "linear_cka_unbiased")]
+    sim = select(results, "similarity", "linear_cka_unbiased")
     for dataset, group in sim.groupby("dataset", sort=False):
         names = list(dict.fromkeys(group.encoder))
         matrix = np.eye(len(names))
         for row in group.itertuples():
-            other = row.params.removeprefix("vs=")
+            other = row.encoder_b
             if other in names:
                 matrix[names.index(row.encoder), names.index(other)] = row.value
         fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 0.8 + 0.6 * len(names)))
@@ -162,7 +157,7 @@ def similarity_heatmaps(results: pd.DataFrame, folder: Path) -> list[Path]:
 
 def domain_summary(results: pd.DataFrame, folder: Path) -> list[Path]:
     """Linear-probe balanced accuracy per model, grouped by domain, one point per dataset."""
-    rows = results[(results.analysis == "linear_probe") & (results.metric == "balanced_accuracy")]
+    rows = select(results, "linear_probe", "balanced_accuracy")
     if rows.empty:
         return []
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -178,11 +173,13 @@ def domain_summary(results: pd.DataFrame, folder: Path) -> list[Path]:
     return _save(fig, folder, "domain_summary")
 
 
-def write_figures(outcome: StudyOutcome, folder: Path, metrics) -> list[Path]:
+def write_figures(outcome: StudyOutcome, folder: Path) -> list[Path]:
+    """Every paper figure of ``outcome`` in ``folder`` (PNG, PDF, SVG each)."""
     folder.mkdir(parents=True, exist_ok=True)
+    results = displayable(outcome.results)
     return (
         embedding_grids(outcome, folder)
-        + paper_metric_bars(outcome.results, folder, metrics)
-        + similarity_heatmaps(outcome.results, folder)
-        + domain_summary(outcome.results, folder)
+        + paper_metric_bars(results, folder)
+        + similarity_heatmaps(results, folder)
+        + domain_summary(results, folder)
     )

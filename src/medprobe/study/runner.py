@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from medprobe._version import __version__
 from medprobe.analysis.embedding import Embedding2D
 from medprobe.analysis.outcome import StudyOutcome, View, dataset_summary
 from medprobe.analysis.registry import AnalysisEntry, analyses, listed_analyses
-from medprobe.analysis.rows import Row, RowContext, results_frame
+from medprobe.analysis.rows import Row, RowContext, RunInfo, results_frame
 from medprobe.analysis.suite import DatasetInput, UnitInput
 from medprobe.audit import TextAudit, TextDetector, audit_text
 from medprobe.audit.run import OCR
@@ -52,6 +52,7 @@ class Plan:
     batch_size: int = 32
     engine: str = "local"
     n_thumbnails: int = 3000
+    run: RunInfo = field(default_factory=RunInfo.new)
 
     @classmethod
     def of(cls, config: StudyConfig) -> Plan:
@@ -137,7 +138,7 @@ def run_unit(
         features=fs,
         encoder=encoder,
         dataset=dataset,
-        context=RowContext.of(encoder, dataset, plan.seed),
+        context=RowContext.of(encoder, dataset, plan.seed, fs),
         store=plan.store,
         batch_size=plan.batch_size,
         overlays=plan.overlays,
@@ -263,7 +264,7 @@ def run_models(
         outcome.thumbnails[name] = thumbnails(dataset, ids[: plan.n_thumbnails])
         if plan.overlays:
             outcome.overlay_examples[name] = overlay_examples(dataset, plan.overlays)
-    outcome.results = results_frame(rows)
+    outcome.results = results_frame(rows, plan.run)
     return outcome, provenance
 
 
