@@ -164,3 +164,91 @@ def test_medmnist_synthetic_npz(tmp_path):
     )
     with pytest.raises(MedprobeError, match="multi-label"):
         medmnist(tmp_path / "multi.npz")
+
+
+def _manifest_folder(tmp_path, rows, columns=("path", "label", "split")):
+    for row in rows:
+        if not (tmp_path / row[0]).exists():
+            _write(tmp_path / row[0], colour=(len(row[0]) * 7 % 255, 10, 10))
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    return path
+
+
+def test_manifest_split_values_are_normalised_or_refused(tmp_path):
+    rows = [
+        (f"i/{k}.png", "a" if k % 2 else "b", s)
+        for k, s in enumerate(["Train ", "TEST", "validation", "train", "test", "Valid"])
+    ]
+    ds = manifest(_manifest_folder(tmp_path, rows))
+    assert [r.split for r in ds.records] == ["train", "test", "val", "train", "test", "val"]
+    bad = [(f"i/{k}.png", "a" if k % 2 else "b", s) for k, s in enumerate(["train", "tset"])]
+    with pytest.raises(MedprobeError, match=r"tset.*rows 3"):
+        manifest(_manifest_folder(tmp_path / "bad", bad))
+    partial = [(f"i/{k}.png", "a" if k % 2 else "b", s) for k, s in enumerate(["train", ""])]
+    with pytest.raises(MedprobeError, match="no split while others do"):
+        manifest(_manifest_folder(tmp_path / "partial", partial))
+
+
+def test_manifest_rows_left_out_with_their_reasons(tmp_path):
+    rows = [
+        ("i/0.png", "a", ""),
+        ("i/1.png", "b", ""),
+        ("i/2.png", "", ""),  # empty label
+        ("i/0.png", "a", ""),  # listed again, same label
+        ("i/3.png", "a", ""),
+        ("i/3.png", "b", ""),  # one file, two labels
+        ("i/4.png", "b", ""),
+        ("i/5.png", "a", ""),
+    ]
+    ds = manifest(_manifest_folder(tmp_path, rows))
+    assert sorted(r.id for r in ds.records) == ["i/0.png", "i/1.png", "i/4.png", "i/5.png"]
+    reasons = {r.id: r.reason for r in ds.rejected}
+    assert reasons["i/2.png"] == "manifest row 4: empty label"
+    assert reasons["i/0.png"] == "listed again in row 5"
+    assert "labels 'a', 'b'" in reasons["i/3.png"]
+    assert ds.class_names == ["a", "b"]  # no class named ""
+
+
+def test_group_column_keeps_each_group_on_one_side(tmp_path):
+    rows = [(f"i/{k}.png", "a" if k % 2 else "b", f"p{k // 4}") for k in range(80)]
+    path = _manifest_folder(tmp_path, rows, ("path", "label", "patient"))
+    ds = manifest(path, group_column="patient")
+    sides = {}
+    for r in ds.records:
+        sides.setdefault(r.group, set()).add(r.split)
+    assert all(len(s) == 1 for s in sides.values())
+    assert {"train", "test"} == {s for v in sides.values() for s in v}
+    test_share = sum(r.split == "test" for r in ds.records) / len(ds.records)
+    assert 0.2 <= test_share <= 0.4
+    assert ds.unit == "patient"
+    # a given split that puts one patient on both sides is reported
+    given = [
+        (f"i/{k}.png", "a" if k % 2 else "b", "p0", "train" if k else "test") for k in range(6)
+    ]
+    folder = tmp_path / "given"
+    path = _manifest_folder(folder, given, ("path", "label", "patient", "split"))
+    assert any("both sides" in p for p in manifest(path, group_column="patient").problems)
+
+
+def test_renamed_classes_reuse_features_and_keep_the_new_names(tmp_path):
+    from medprobe.encoders import create_encoder
+    from medprobe.features import extract
+
+    rows = [(f"i/{k}.png", "benign" if k % 2 else "malignant", "") for k in range(12)]
+    path = _manifest_folder(tmp_path, rows)
+    encoder = create_encoder("handcrafted")
+    first = extract(encoder, manifest(path, name="one"), cache=tmp_path / "c", show_progress=False)
+    renamed = pd.read_csv(path).assign(
+        label=lambda t: t.label.map({"benign": "B", "malignant": "M"})
+    )
+    renamed.to_csv(path, index=False)
+    again = extract(
+        encoder,
+        manifest(path, name="two", modality="dermoscopy"),
+        cache=tmp_path / "c",
+        show_progress=False,
+    )
+    assert again.meta["cache_key"] == first.meta["cache_key"]  # same images: features reused
+    assert again.dataset == "two" and again.class_names == ["B", "M"]
+    assert again.meta["modality"] == "dermoscopy"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from typer.exceptions import Abort, Exit, TyperException
 
 from medprobe._version import __version__
@@ -519,7 +520,10 @@ def data_inspect(
     from medprobe.datasets.inspect import inspect_dataset
 
     found = inspect_dataset(open_dataset(path, modality=modality))
-    output.print(f"[bold]{found.name}[/]  modality: {found.modality}")
+    output.print(
+        f"[bold]{escape(found.name)}[/]  modality: {escape(found.modality)}  listed by: "
+        f"{escape(found.listing)}  unit: {escape(found.unit)}"
+    )
     table = Table("class", *found.counts, "total")
     classes = next(iter(found.counts.values()))
     for cls in classes:

@@ -6,30 +6,50 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from PIL import Image
+
+from medprobe.fingerprint import fingerprint
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class Record:
-    """One labelled image: where it comes from, its class index and its split."""
+    """One labelled image: where it comes from, its class index, its split, and the group
+    (patient, lesion) it belongs to when the dataset names one."""
 
     id: str
     label: int
     split: str
     source: str | int
     meta: Mapping[str, Any] = field(default_factory=dict)
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """An input that produced no features, and why (an unreadable image, a manifest row with
+    no label, a file listed twice...)."""
+
+    id: str
+    reason: str
 
 
 class Dataset(ABC):
     """A labelled image collection with a modality and zero-shot prompt templates.
 
     Subclasses supply :meth:`load_image` (RGB PIL image for a record, or
-    :class:`~medprobe.errors.BadImageError`) and :meth:`fingerprint` (changes whenever any image
-    or label changes).
+    :class:`~medprobe.errors.BadImageError`) and :meth:`image_content` (what identifies the
+    images: it changes whenever any image changes). ``rejected`` lists inputs left out while
+    building the dataset, with reasons; ``group_column`` names the column whose values group
+    images (a patient or lesion id): splits keep a group on one side and intervals resample
+    groups.
+
+    A dataset describes its files as they were when it was opened (fingerprints are computed
+    once): open it again to see changed files.
     """
 
     def __init__(
@@ -39,20 +59,49 @@ class Dataset(ABC):
         class_names: Sequence[str],
         records: Sequence[Record],
         prompts: Sequence[str] = ("a photo of {}.",),
+        *,
+        group_column: str | None = None,
+        rejected: Sequence[SkippedRecord] = (),
     ) -> None:
         self.name = name
         self.modality = modality
         self.class_names = list(class_names)
         self.records = list(records)
         self.prompts = list(prompts)
+        self.group_column = group_column
+        self.rejected = list(rejected)
 
     @abstractmethod
     def load_image(self, record: Record) -> Image.Image:
         """The record's image as an RGB PIL image."""
 
     @abstractmethod
+    def image_content(self) -> Any:
+        """JSON-able identity of every image (by record id): equal exactly when the images
+        are."""
+
+    @cached_property
+    def _image_fingerprint(self) -> str:
+        return fingerprint(type(self).__name__, self.image_content())
+
+    def image_fingerprint(self) -> str:
+        """A stable hash of the images alone (what features depend on): the feature-store key
+        uses it, so renaming a class or a dataset reuses features, a changed image never."""
+        return self._image_fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        described = [(r.id, r.label, r.split, r.group) for r in self.records]
+        return fingerprint(self.image_fingerprint(), self.class_names, described)
+
     def fingerprint(self) -> str:
-        """A stable hash of the dataset's content (images, labels, splits)."""
+        """A stable hash of the dataset's content: images, labels, splits, groups, classes."""
+        return self._fingerprint
+
+    @property
+    def unit(self) -> str:
+        """The unit that intervals resample: the group column, or ``image``."""
+        return self.group_column or "image"
 
     def __len__(self) -> int:
         return len(self.records)

@@ -22,6 +22,8 @@ class Inspection:
     name: str
     modality: str
     counts: dict[str, dict[str, int]]  # split -> class -> images
+    listing: str = ""  # what listed the images (class folders, a manifest)
+    unit: str = "image"  # the unit intervals resample (a group column, or image)
     sizes: Counter = field(default_factory=Counter)  # (width, height) -> images
     modes: Counter = field(default_factory=Counter)  # original PIL mode (or "DICOM")
     problems: list[tuple[str, str]] = field(default_factory=list)  # (image id or "-", reason)
@@ -44,8 +46,15 @@ def inspect_dataset(dataset: Dataset, *, show_progress: bool = True) -> Inspecti
         for split in SPLITS
         if any(r.split == split for r in dataset)
     }
-    found = Inspection(dataset.name, dataset.modality, counts)
+    found = Inspection(
+        dataset.name,
+        dataset.modality,
+        counts,
+        listing=getattr(dataset, "listing", type(dataset).__name__),
+        unit=dataset.unit,
+    )
     found.problems += [("-", p) for p in getattr(dataset, "problems", [])]
+    found.problems += [(r.id, r.reason) for r in dataset.rejected]
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task(f"inspecting {dataset.name}", total=len(dataset))
         for record in dataset:

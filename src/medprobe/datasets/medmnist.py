@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -12,7 +12,6 @@ from PIL import Image
 from medprobe.datasets.base import SPLITS, Dataset, Record
 from medprobe.datasets.prompts import canonical_modality, prompts_for
 from medprobe.errors import MedprobeError
-from medprobe.fingerprint import fingerprint
 
 #: Modality and class names of the single-label 2-D MedMNIST datasets (MedMNIST v2 INFO).
 MEDMNIST_INFO: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -109,17 +108,18 @@ class MedMNISTDataset(Dataset):
             return canvas
         return image
 
-    def fingerprint(self) -> str:
+    def image_content(self) -> Any:
         stat = self.path.stat()
-        return fingerprint(
+        ids = [r.id for r in self.records]
+        return [
             "medmnist-v1",
             self.path.name,
             stat.st_size,
             stat.st_mtime_ns,
             self.mode,
             self.pad_to,
-            [(r.id, r.label, r.split) for r in self.records],
-        )
+            ids,
+        ]
 
 
 def medmnist(

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from medprobe.datasets.base import Dataset
-from medprobe.datasets.files import image_folder, manifest
+from medprobe.datasets.files import folder_manifest, image_folder, manifest
 from medprobe.datasets.medmnist import medmnist
 from medprobe.datasets.synthetic import synthetic
 from medprobe.errors import MedprobeError
 
 #: What every file-backed source takes besides its path.
 DESCRIBED = ("name", "modality", "prompts")
+#: ... and what file sources (folders, manifests) take as well.
+FILES = (*DESCRIBED, "fingerprint_mode")
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,25 @@ def source_names() -> tuple[str, ...]:
     return tuple(_SOURCES)
 
 
-@register_source("path", is_folder=True)
-def _folder(value: Path, **options: Any) -> Dataset:
+@register_source("path", options=(*FILES, "group_column"), is_folder=True)
+def _folder(value: Path, *, group_column: str | None = None, **options: Any) -> Dataset:
+    """Class folders; a folder that carries a manifest (e.g. ``medprobe synth`` output) is
+    opened through it, so its splits and columns are kept (``listing`` says so)."""
+    listed = folder_manifest(value) if value.is_dir() else None
+    if listed is not None:
+        return manifest(listed, group_column=group_column, **options)
+    if group_column is not None:
+        raise MedprobeError(
+            f"{value}: class folders have no {group_column!r} column; give a manifest with it"
+        )
     return image_folder(value, **{**options, "modality": options.get("modality") or "unknown"})
 
 
-register_source("manifest", options=(*DESCRIBED, "where"), suffixes=(".csv", ".parquet", ".pq"))(
-    manifest
-)
+register_source(
+    "manifest",
+    options=(*FILES, "where", "group_column"),
+    suffixes=(".csv", ".parquet", ".pq"),
+)(manifest)
 # MedMNIST ships its own splits: the seed has nothing to choose.
 register_source("medmnist", options=(*DESCRIBED, "mode"), uses_seed=False, suffixes=(".npz",))(
     medmnist

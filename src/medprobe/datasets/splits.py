@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 
 from medprobe.datasets.base import Record
 
 
-def _order_key(seed: int, record_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()
+def _order_key(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
 def assign_splits(
@@ -26,18 +26,39 @@ def assign_splits(
     Within a class, records are ordered by a hash of (seed, id), so the split of an image does not
     change when other images are added or removed, and it is the same on every machine. Each
     class with at least 2 images keeps at least one image in train and one in test.
+
+    Records with a ``group`` (patient, lesion) are split by group: a group goes whole to one
+    side. Groups are stratified by their most common label and ordered by a hash of
+    (seed, group); within a class, groups go to test (then val) until that side holds its
+    share of the class's images.
     """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 - test_fraction:
         raise ValueError("need 0 < test_fraction < 1 and 0 <= val_fraction < 1 - test_fraction")
-    by_class: dict[int, list[Record]] = defaultdict(list)
+    members: dict[str, list[Record]] = defaultdict(list)
     for record in records:
-        by_class[record.label].append(record)
+        members[record.id if record.group is None else f"group:{record.group}"].append(record)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for unit, items in members.items():
+        label = Counter(r.label for r in items).most_common(1)[0][0]
+        by_class[label].append(unit)
     split_of: dict[str, str] = {}
-    for members in by_class.values():
-        ordered = sorted(members, key=lambda r: _order_key(seed, r.id))
-        n = len(ordered)
-        n_test = min(max(round(n * test_fraction), 1), n - 1) if n >= 2 else 0
-        n_val = min(round(n * val_fraction), n - n_test - 1) if n >= 3 else 0
-        for i, record in enumerate(ordered):
-            split_of[record.id] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    return [replace(r, split=split_of[r.id]) for r in records]
+    for units in by_class.values():
+        ordered = sorted(units, key=lambda u: _order_key(seed, u.removeprefix("group:")))
+        sizes = [len(members[u]) for u in ordered]
+        n = sum(sizes)
+        n_test = min(max(round(n * test_fraction), 1), n - 1) if len(ordered) >= 2 else 0
+        n_val = min(round(n * val_fraction), n - n_test - 1) if len(ordered) >= 3 else 0
+        taken = 0
+        for unit, size in zip(ordered, sizes, strict=True):
+            # a unit goes to test while test is short of its share (at least one unit each side)
+            if taken < n_test and unit != ordered[-1]:
+                side = "test"
+            elif taken < n_test + n_val and unit != ordered[-1]:
+                side = "val"
+            else:
+                side = "train"
+            split_of[unit] = side
+            taken += size
+    return [
+        replace(r, split=split_of[r.id if r.group is None else f"group:{r.group}"]) for r in records
+    ]

@@ -11,7 +11,7 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medprobe.datasets import synth_render as render
 from medprobe.datasets.base import Dataset, Record
-from medprobe.fingerprint import fingerprint
+from medprobe.overlay import OverlaySpec, TextOverlay
 
 Kind = Literal["dermoscopy", "ultrasound"]
 TextMode = Literal["none", "independent", "label", "correlated"]
@@ -151,8 +151,6 @@ def render_image(config: SyntheticConfig, index: int) -> tuple[Image.Image, Imag
         pixels = render.add_vignetting(rng, pixels)
     canvas = Image.fromarray((pixels * 255).round().astype(np.uint8))
     if plan.text:
-        from medprobe.overlay import OverlaySpec, TextOverlay
-
         corner = ("top-left", "top-right", "bottom-left", "bottom-right")[int(rng.integers(4))]
         spec = OverlaySpec(
             source="fixed",
@@ -193,9 +191,9 @@ class SyntheticDataset(Dataset):
     def load_image(self, record: Record) -> Image.Image:
         return render_image(self.config, int(record.source))[0]
 
-    def fingerprint(self) -> str:
+    def image_content(self) -> Any:
         # Images are a pure function of the config (and the renderer's code version).
-        return fingerprint("synthetic-v1", self.config.model_dump(mode="json"))
+        return ["synthetic-v1", self.config.model_dump(mode="json")]
 
 
 def synthetic(

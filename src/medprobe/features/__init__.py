@@ -12,14 +12,15 @@ _EXPORTS = {
     "ExtractJob": "medprobe.features.extraction",
     "extract": "medprobe.features.extraction",
     "FeatureSet": "medprobe.features.featureset",
-    "SkippedRecord": "medprobe.features.featureset",
+    "SkippedRecord": "medprobe.datasets.base",
     "FeatureStore": "medprobe.features.store",
 }
 __all__ = ["ExtractJob", "FeatureSet", "FeatureStore", "SkippedRecord", "extract"]
 
 if TYPE_CHECKING:
+    from medprobe.datasets.base import SkippedRecord
     from medprobe.features.extraction import ExtractJob, extract
-    from medprobe.features.featureset import FeatureSet, SkippedRecord
+    from medprobe.features.featureset import FeatureSet
     from medprobe.features.store import FeatureStore
 
 

@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from medprobe._version import __version__
-from medprobe.datasets.base import Dataset, Record
+from medprobe.datasets.base import Dataset, Record, SkippedRecord
 from medprobe.encoders.base import Encoder
 from medprobe.errors import BadImageError, MedprobeError
-from medprobe.features.featureset import FeatureSet, SkippedRecord
+from medprobe.features.featureset import FeatureSet
 from medprobe.features.ray_engine import ray_batches
-from medprobe.features.store import FORMAT_VERSION, FeatureStore
+from medprobe.features.store import FORMAT_VERSION, DamagedEntryError, Entry, FeatureStore
 from medprobe.fingerprint import fingerprint
 from medprobe.progress import optional_progress
 
@@ -178,13 +178,21 @@ class ExtractJob:
 
 
 def cache_key(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None, dtype: str) -> str:
-    """Everything that determines the features: encoder (spec, weights), data, overlay, format."""
+    """Everything that determines the features, and nothing that only describes them: encoder
+    identity (spec, weights, precision), the images, the overlay (with the labels it writes,
+    when it writes class names), the training images a fitted encoder learns from, storage.
+    Dataset and class names, modality, prompts and splits are not in it: they come from the
+    dataset given at each call."""
+    writes_labels = getattr(overlay, "uses_labels", False)
+    train = sorted(r.id for r in dataset.records if r.split == "train")
     return fingerprint(
         "features",
         FORMAT_VERSION,
         encoder.identity(),
-        dataset.fingerprint(),
+        dataset.image_fingerprint(),
         overlay.describe() if overlay is not None else None,
+        [dataset.class_names, [r.label for r in dataset.records]] if writes_labels else None,
+        train if encoder.requires_fit else None,
         dtype,
         length=24,
     )
@@ -207,9 +215,11 @@ def extract(
     """Features of every usable image of ``dataset`` (unusable ones are listed in ``skipped``).
 
     ``cache``: a folder (or :class:`FeatureStore`); with it, results are reused, written in
-    shards of ``shard_batches`` batches and resumed after a crash. ``dtype``: ``float32`` or
-    ``float16`` storage. ``engine="ray"`` runs the model on Ray actors (one per GPU). Encoders
-    that ``requires_fit`` (pixels + PCA) are fitted on the training split first.
+    shards of ``shard_batches`` batches and resumed after a crash (whatever the batch size of
+    the resumed run). ``dtype``: ``float32`` or ``float16`` storage. ``engine="ray"`` runs the
+    model on Ray actors (one per GPU). Encoders that ``requires_fit`` (pixels + PCA) are fitted
+    on the training split first. Labels, splits, groups, names and prompts of the returned
+    FeatureSet are the ``dataset``'s, whatever a stored entry was first extracted as.
     """
     if dtype not in {"float32", "float16"}:
         raise MedprobeError(f"dtype must be float32 or float16, got {dtype!r}")
@@ -223,52 +233,87 @@ def extract(
         job.fit_encoder()
         sink = _MemorySink()
         job.run(range(len(dataset)), sink, progress, show_progress)
-        return _finish_features(sink.result(encoder, dataset, overlay, dtype), encoder)
+        features, ids, skipped = sink.result(dtype)
+        return described(features, ids, skipped, encoder, dataset, overlay, {})
     entry = store.entry(cache_key(encoder, dataset, overlay, dtype))
     with entry.locked():
-        if entry.complete:
-            return entry.load()
+        try:
+            if entry.complete:
+                return _served(entry, encoder, dataset, overlay)
+        except DamagedEntryError as exc:
+            entry.move_aside(str(exc))
+            entry._own_folder()
         info = {
             "encoder": encoder.name,
             "dataset": dataset.name,
-            "class_names": dataset.class_names,
-            "batch_size": batch_size,
             "dtype": dtype,
-            "engine": engine,
             "meta": _meta(encoder, dataset, overlay),
         }
-        entry.start(info)
-        done = max((s.stop for s in entry.shards()), default=0)
+        done = entry.start(info)
         job = replace(job, shard_size=batch_size * shard_batches)
         job.fit_encoder()
         job.run(
             range(done, len(dataset)), _StoreSink(entry, dtype), progress, show_progress, done=done
         )
         entry.finish(dtype, {"medprobe_version": __version__})
-        return _finish_features(entry.load(), encoder)
+        return _served(entry, encoder, dataset, overlay)
+
+
+def _served(entry: Entry, encoder: Encoder, dataset: Dataset, overlay) -> FeatureSet:
+    features, ids, skipped = entry.load()
+    where = {"cache_key": entry.key, "cache_path": str(entry.path)}
+    return described(features, ids, skipped, encoder, dataset, overlay, where)
 
 
 def _meta(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None) -> dict[str, Any]:
+    """Provenance: the encoder as built, the data as first extracted (informational)."""
     return {
         "encoder_spec": encoder.spec.model_dump(mode="json"),
         "encoder_identity": encoder.identity(),
         "weights_source": encoder.weights_source,
-        "dataset_fingerprint": dataset.fingerprint(),
-        "modality": dataset.modality,
-        "prompts": list(dataset.prompts),
+        "image_fingerprint": dataset.image_fingerprint(),
         "overlay": overlay.describe() if overlay is not None else None,
     }
 
 
-def _finish_features(fs: FeatureSet, encoder: Encoder) -> FeatureSet:
-    if len(fs) == 0:
-        raise MedprobeError(f"no usable image in dataset {fs.dataset!r}")
-    if fs.dim != encoder.spec.embed_dim:
+def described(
+    features: np.ndarray,
+    ids: np.ndarray,
+    skipped: Sequence[SkippedRecord],
+    encoder: Encoder,
+    dataset: Dataset,
+    overlay: ImageOverlay | None,
+    where: dict[str, Any],
+) -> FeatureSet:
+    """Features by image id, described by ``dataset`` as given now: its labels, splits,
+    groups, class names, name, modality and prompts (a store keys content, never these)."""
+    if len(ids) == 0:
+        raise MedprobeError(f"no usable image in dataset {dataset.name!r}")
+    if features.shape[1] != encoder.spec.embed_dim:
         raise MedprobeError(
-            f"{encoder.name} produced {fs.dim}-d features but its spec says "
+            f"{encoder.name} produced {features.shape[1]}-d features but its spec says "
             f"{encoder.spec.embed_dim}; the weights do not match the spec"
         )
-    return fs
+    by_id = {r.id: r for r in dataset.records}
+    records = [by_id[str(i)] for i in ids]
+    return FeatureSet(
+        features=features,
+        labels=np.array([r.label for r in records], dtype=np.int64),
+        ids=np.asarray(ids),
+        splits=np.array([r.split for r in records], dtype=str),
+        class_names=list(dataset.class_names),
+        encoder=encoder.name,
+        dataset=dataset.name,
+        skipped=(*skipped, *dataset.rejected),
+        meta={
+            **_meta(encoder, dataset, overlay),
+            **where,
+            "dataset_fingerprint": dataset.fingerprint(),
+            "modality": dataset.modality,
+            "prompts": list(dataset.prompts),
+        },
+        groups=(np.array([r.group for r in records], dtype=str) if dataset.group_column else None),
+    )
 
 
 class _MemorySink:
@@ -280,26 +325,17 @@ class _MemorySink:
     def write(self, start: int, stop: int, part: dict[str, np.ndarray]) -> None:
         self.parts.append(part)
 
-    def result(self, encoder, dataset, overlay, dtype) -> FeatureSet:
+    def result(self, dtype: str) -> tuple[np.ndarray, np.ndarray, list[SkippedRecord]]:
         joined = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
-        return FeatureSet(
-            features=joined["features"].astype(dtype),
-            labels=joined["labels"],
-            ids=joined["ids"],
-            splits=joined["splits"],
-            class_names=list(dataset.class_names),
-            encoder=encoder.name,
-            dataset=dataset.name,
-            skipped=tuple(
-                SkippedRecord(str(i), str(r))
-                for i, r in zip(joined["skipped_ids"], joined["skipped_reasons"], strict=True)
-            ),
-            meta=_meta(encoder, dataset, overlay),
-        )
+        skipped = [
+            SkippedRecord(str(i), str(r))
+            for i, r in zip(joined["skipped_ids"], joined["skipped_reasons"], strict=True)
+        ]
+        return joined["features"].astype(dtype), joined["ids"], skipped
 
 
 class _StoreSink:
-    def __init__(self, entry, dtype: str) -> None:
+    def __init__(self, entry: Entry, dtype: str) -> None:
         self.entry, self.dtype = entry, dtype
 
     def write(self, start: int, stop: int, part: dict[str, np.ndarray]) -> None:
@@ -314,12 +350,9 @@ def _part(
     skipped: list[SkippedRecord],
     dim: int,
 ) -> dict[str, np.ndarray]:
-    records = [dataset.records[i] for i in indices]
     return {
         "features": np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32),
-        "ids": np.array([r.id for r in records], dtype=str),
-        "labels": np.array([r.label for r in records], dtype=np.int64),
-        "splits": np.array([r.split for r in records], dtype=str),
+        "ids": np.array([dataset.records[i].id for i in indices], dtype=str),
         "skipped_ids": np.array([s.id for s in skipped], dtype=str),
         "skipped_reasons": np.array([s.reason for s in skipped], dtype=str),
     }

@@ -8,15 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from medprobe.datasets.base import SkippedRecord
 from medprobe.errors import MedprobeError
-
-
-@dataclass(frozen=True)
-class SkippedRecord:
-    """A record that produced no features, and why."""
-
-    id: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -35,12 +28,14 @@ class FeatureSet:
     dataset: str
     skipped: Sequence[SkippedRecord] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the group (patient, lesion) of each image, when the dataset names one
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.features)
         if self.features.ndim != 2:
             raise MedprobeError(f"features must be 2-D [N, D], got shape {self.features.shape}")
-        for name in ("labels", "ids", "splits"):
+        for name in ("labels", "ids", "splits", *(("groups",) if self.groups is not None else ())):
             if len(getattr(self, name)) != n:
                 raise MedprobeError(
                     f"{name} has {len(getattr(self, name))} entries for {n} features"
@@ -61,6 +56,7 @@ class FeatureSet:
             labels=self.labels[mask],
             ids=self.ids[mask],
             splits=self.splits[mask],
+            groups=self.groups[mask] if self.groups is not None else None,
         )
 
     def split(self, *names: str) -> FeatureSet:

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from medprobe.datasets.base import Dataset
+from medprobe.datasets.base import Dataset, SkippedRecord
 from medprobe.encoders.base import Encoder
 from medprobe.errors import BadImageError, MedprobeError
-from medprobe.features.featureset import SkippedRecord
 
 
 class _RayEncoder:

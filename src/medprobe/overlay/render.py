@@ -41,6 +41,12 @@ class TextOverlay:
     def describe(self) -> dict:
         return self.spec.describe()
 
+    @property
+    def uses_labels(self) -> bool:
+        """Whether the text depends on each image's label (a feature-store key then includes
+        the labels and class names; other overlays' features do not depend on them)."""
+        return self.spec.source in ("true_class", "wrong_class")
+
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.spec.seed, index, 7])
 

@@ -53,6 +53,12 @@ class DatasetEntry(_Strict):
     where: dict[str, str] | None = None
     mode: Literal["resize", "pad"] | None = None
     prompts: list[str] | None = None
+    group_column: str | None = Field(
+        None, description="patient / lesion column: splits and intervals respect it"
+    )
+    fingerprint: Literal["stat", "content"] | None = Field(
+        None, description="how images are identified: stat (path, size, mtime) or content"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetEntry:
@@ -76,6 +82,8 @@ class DatasetEntry(_Strict):
             "prompts": self.prompts,
             "where": self.where,
             "mode": self.mode,
+            "group_column": self.group_column,
+            "fingerprint_mode": self.fingerprint,
         }
 
 
