@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from medprobe.datasets.dicom import read_dicom
@@ -10,7 +11,15 @@ from medprobe.datasets.io import open_image
 
 
 def write_dicom(
-    path, pixels, *, photometric="MONOCHROME2", slope=None, intercept=None, window=None
+    path,
+    pixels,
+    *,
+    photometric="MONOCHROME2",
+    slope=None,
+    intercept=None,
+    window=None,
+    function=None,
+    lut=None,
 ):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -31,6 +40,13 @@ def write_dicom(
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
+    if function is not None:
+        ds.VOILUTFunction = function
+    if lut is not None:  # (first stored value, table): a VOI LUT Sequence of 16-bit entries
+        item = Dataset()
+        item.LUTDescriptor = [len(lut[1]), lut[0], 16]
+        item.LUTData = np.asarray(lut[1], dtype="<u2").tobytes()
+        ds.VOILUTSequence = Sequence([item])
     ds.PixelData = pixels.tobytes()
     ds.save_as(str(path), enforce_file_format=True)
     return path
@@ -63,13 +79,55 @@ def test_16bit_with_rescale_and_window(tmp_path):
     hu = stored.astype(float) - 1024
     path = write_dicom(tmp_path / "ct.dcm", stored, slope=1, intercept=-1024, window=(40, 400))
     out = grey(read_dicom(path))
-    low, high = 40 - 200, 40 + 200
-    expected = np.round(np.clip((hu - low) / (high - low), 0, 1) * 255)
-    assert np.array_equal(out, expected.astype(int))
+    # the standard's LINEAR window (PS3.3 C.11.2.1.2.1): centre - 0.5, width - 1
+    centre, width = 40 - 0.5, 400 - 1
+    expected = np.round(np.clip((hu - centre) / width + 0.5, 0, 1) * 255)
+    assert np.abs(out - expected).max() <= 1
     # A user-given window overrides the file's.
     lung = grey(read_dicom(path, window=(-600, 1500)))
-    expected_lung = np.round(np.clip((hu + 600 + 750) / 1500, 0, 1) * 255)
-    assert np.array_equal(lung, expected_lung.astype(int))
+    expected_lung = np.round(np.clip((hu + 600.5) / 1499 + 0.5, 0, 1) * 255)
+    assert np.abs(lung - expected_lung).max() <= 1
+
+
+def _pydicom_reference(path):
+    """pydicom's own modality + VOI pipeline, scaled from its output range to 0..255."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from medprobe.datasets.dicom import _voi_output_range
+
+    ds = pydicom.dcmread(str(path))
+    shown = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(float)
+    low, high = _voi_output_range(ds)
+    return np.round(np.clip((shown - low) / (high - low), 0, 1) * 255).astype(int)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        {"window": (40, 400)},
+        {"window": (40, 400), "function": "LINEAR_EXACT"},
+        {"window": (300, 800), "function": "SIGMOID"},
+        {"lut": (0, np.linspace(0, 65535, 4001) ** 0.5 * 255)},  # a non-linear VOI LUT
+    ],
+    ids=["linear", "linear-exact", "sigmoid", "voi-lut-sequence"],
+)
+def test_voi_transforms_equal_pydicoms(tmp_path, kind):
+    stored = np.linspace(0, 4000, 64, dtype=np.uint16).reshape(8, 8)
+    rescale = {} if "lut" in kind else {"slope": 1, "intercept": -1024}  # the LUT reads 0..4000
+    path = write_dicom(tmp_path / "x.dcm", stored, **rescale, **kind)
+    out = grey(read_dicom(path))
+    assert np.array_equal(out, _pydicom_reference(path))
+    assert out.min() < 60 and out.max() > 190  # the transform spread the values (not flat)
+    if "function" in kind and kind["function"] == "SIGMOID":
+        linear = grey(
+            read_dicom(
+                write_dicom(
+                    tmp_path / "l.dcm", stored, slope=1, intercept=-1024, window=kind["window"]
+                )
+            )
+        )
+        assert np.abs(linear - out).max() > 10  # SIGMOID is not LINEAR
 
 
 def test_16bit_without_window_uses_the_full_range(tmp_path):

@@ -16,6 +16,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from medprobe._version import __version__
 from medprobe.errors import MedprobeError
 from medprobe.features.store import default_cache_dir
+from medprobe.names import printable
 from medprobe.progress import console, output
 
 app = typer.Typer(
@@ -97,8 +98,15 @@ def run_command(
     download: Annotated[
         bool, typer.Option(help="Download missing weights from the hub instead of stopping.")
     ] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Exit 1 if any pair or analysis failed (default: if all did).")
+    ] = False,
 ) -> None:
-    """Run a whole study (models x datasets x analyses); rerun to resume."""
+    """Run a whole study (models x datasets x analyses); rerun to resume.
+
+    Exit code 0 when at least one model/dataset pair succeeded, 1 when none did (or, with
+    --strict, when anything failed), 2 when the study cannot start.
+    """
     from medprobe.study.config import load_config
     from medprobe.study.preflight import preflight
 
@@ -121,14 +129,20 @@ def run_command(
 
     outcome = run_study(config, out)
     files = write_report(outcome, out)
-    failed = outcome.results[outcome.results.analysis == "error"]
-    output.print(f"{len(outcome.results)} result rows, {len(failed)} failed model/dataset pairs")
     for name, path in {
         "results.csv": out / "results.csv",
         **files,
         "run.json": out / "run.json",
     }.items():
         output.print(f"wrote {name}: {path}")
+    pairs = outcome.pairs
+    errors = int((outcome.results.analysis == "error").sum())
+    output.print(
+        f"{len(outcome.results)} result rows; {pairs['succeeded']} of {pairs['total']} "
+        f"model/dataset pairs succeeded, {pairs['failed']} failed; {errors} error row(s)"
+    )
+    if pairs["succeeded"] == 0 or (strict and errors):
+        raise typer.Exit(1)
 
 
 @app.command("report")
@@ -428,28 +442,28 @@ CacheOption = Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE
 
 
 @cache_app.command("ls")
-def cache_ls(cache: CacheOption = None) -> None:
+def cache_ls(
+    cache: CacheOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per entry.")] = False,
+) -> None:
     """One line per entry: key, encoder, dataset, images, dims, size, state."""
     from rich.table import Table
 
     from medprobe.features.store import FeatureStore
 
-    store = FeatureStore(cache or default_cache_dir())
-    table = Table("key", "encoder", "dataset", "images", "dims", "dtype", "MB", "state")
-    for entry in store.entries():
-        m = entry.manifest()
-        size = sum(p.stat().st_size for p in entry.path.iterdir()) / 1e6
-        done = sum(s["stop"] - s["start"] for s in m.get("shards", []))
-        state = "complete" if m.get("complete") else f"partial ({done} done)"
+    rows = [entry.summary() for entry in FeatureStore(cache or default_cache_dir()).entries()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("key", "encoder", "first extracted as", "images", "dims", "dtype", "MB", "state")
+    for row in rows:
         table.add_row(
-            entry.path.name,
-            m["info"]["encoder"],
-            m["info"]["dataset"],
-            str(m.get("n", "-")),
-            str(m.get("dim", "-")),
-            m["info"]["dtype"],
-            f"{size:.1f}",
-            state,
+            row["key"],
+            *(escape(str(row.get(c, "-"))) for c in ("encoder", "first_extracted_as")),
+            *(str(row.get(c) if row.get(c) is not None else "-") for c in ("images", "dims")),
+            str(row.get("dtype", "-")),
+            f"{row['size_mb']:.1f}",
+            escape(row["state"]),
         )
     output.print(table)
 
@@ -538,7 +552,9 @@ def data_inspect(
     if found.problems:
         output.print(f"[bold yellow]{len(found.problems)} problem(s):[/]")
         for image_id, reason in found.problems:
-            output.print(f"  {image_id}: {reason}", highlight=False, markup=False)
+            output.print(
+                f"  {printable(image_id)}: {printable(reason)}", highlight=False, markup=False
+            )
     else:
         output.print("no problems found")
 

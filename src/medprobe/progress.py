@@ -41,7 +41,8 @@ class RateColumn(ProgressColumn):
 def progress_bar(disable: bool = False) -> Progress:
     """A progress display with count, rate and ETA; use as a context manager."""
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
+        # descriptions hold user names (datasets, models): never parsed as markup
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),

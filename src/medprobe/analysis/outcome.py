@@ -38,6 +38,8 @@ class StudyOutcome:
     overlay_examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     #: dataset -> images with their detected burned-in words boxed (uri, caption).
     audit_examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    #: model/dataset pairs of the run: total, succeeded (analysed), failed
+    pairs: dict[str, int] = field(default_factory=lambda: {"total": 0, "succeeded": 0, "failed": 0})
 
 
 def dataset_summary(dataset: Dataset) -> dict[str, Any]:

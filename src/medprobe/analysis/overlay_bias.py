@@ -174,14 +174,12 @@ def overlay_bias(
 ) -> list[OverlayResult]:
     """Run the probe for each overlay (default: a wrong class name and a random word)."""
     overlays = overlays or [OverlaySpec(source="wrong_class"), OverlaySpec(source="random_word")]
-    clean = extract(
+    every = extract(
         encoder, dataset, cache=cache, batch_size=batch_size, show_progress=show_progress
     )
-    sample = dataset.load_image(dataset.records[0]).size
     results = []
     for spec in overlays:
         overlay = TextOverlay(spec, dataset.class_names)
-        overlay.check_fits(sample, overlay.candidate_texts())
         over = extract(
             encoder,
             dataset,
@@ -190,6 +188,8 @@ def overlay_bias(
             batch_size=batch_size,
             show_progress=show_progress,
         )
+        # images the text does not fit are skipped (with their reason) in the overlaid set
+        clean = every.subset(np.isin(every.ids, over.ids)) if len(over) < len(every) else every
         result = OverlayResult(encoder.name, dataset.name, spec)
         result.displacements = per_image_displacement(clean, over, seed)
         result.ids, result.labels = np.asarray(clean.ids), clean.labels

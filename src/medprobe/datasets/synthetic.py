@@ -210,9 +210,17 @@ def synthetic(
     image) or a class separation in [0, 1]. Other options are :class:`SyntheticConfig` fields,
     e.g. ``size=128, seed=0, hair=0.3, text=TextNuisance(mode="label")``.
     """
+    return SyntheticDataset(synthetic_config(kind, n, difficulty=difficulty, **options), name=name)
+
+
+def synthetic_config(
+    kind: Kind = "dermoscopy", n: int = 200, *, difficulty: str | float = "easy", **options: object
+) -> SyntheticConfig:
+    """The :class:`SyntheticConfig` that :func:`synthetic` builds (validated, not rendered)."""
+    if isinstance(difficulty, str) and difficulty not in DIFFICULTY:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTY)} or a number in [0, 1]")
     separation = DIFFICULTY[difficulty] if isinstance(difficulty, str) else float(difficulty)
-    config = SyntheticConfig(kind=kind, n=n, separation=separation, **options)
-    return SyntheticDataset(config, name=name)
+    return SyntheticConfig(kind=kind, n=n, separation=separation, **options)
 
 
 def write_image_folder(

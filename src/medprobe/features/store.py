@@ -219,6 +219,27 @@ class Entry:
             raise DamagedEntryError("features and ids do not agree with the manifest")
         return features, ids, skipped
 
+    def summary(self) -> dict[str, Any]:
+        """One line of ``cache ls``: never raises (a damaged entry says so in ``state``)."""
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()) / 1e6
+        row: dict[str, Any] = {"key": self.key, "size_mb": round(size, 2)}
+        try:
+            manifest = self.manifest()
+            info = manifest.get("info", {})
+            done = sum(s["stop"] - s["start"] for s in manifest.get("shards", []))
+            state = "complete" if manifest.get("complete") else f"partial ({done} done)"
+            row.update(
+                encoder=info.get("encoder", "-"),
+                first_extracted_as=info.get("dataset", "-"),
+                images=manifest.get("n"),
+                dims=manifest.get("dim"),
+                dtype=info.get("dtype", "-"),
+                state=state if manifest else "empty",
+            )
+        except (DamagedEntryError, KeyError, TypeError) as exc:
+            row.update(state=f"damaged: {exc}")
+        return row
+
     # -- writing -------------------------------------------------------------------------
     def move_aside(self, reason: str) -> Path:
         """Rename the entry (a link is renamed, not followed) to ``<key>.corrupt-<time>`` and

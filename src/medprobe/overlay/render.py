@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageDraw
 
-from medprobe.errors import MedprobeError
+from medprobe.errors import BadImageError
 from medprobe.fonts import load_font
 from medprobe.overlay.spec import OverlaySpec
 
@@ -19,6 +19,10 @@ _CORNERS = {
     "bottom-right": (1.0, 1.0),
     "center": (0.5, 0.5),
 }
+
+
+class TextDoesNotFit(BadImageError):
+    """The overlay text is too big for one image (that image is skipped, with this reason)."""
 
 
 class Labelled(Protocol):
@@ -84,7 +88,7 @@ class TextOverlay:
         margin_x, margin_y = round(width * spec.margin), round(height * spec.margin)
         free_w, free_h = width - 2 * margin_x - text_w, height - 2 * margin_y - text_h
         if free_w < 0 or free_h < 0:
-            raise MedprobeError(
+            raise TextDoesNotFit(
                 f"overlay text {text!r} at size {spec.size} ({text_w}x{text_h} px) does not fit a "
                 f"{width}x{height} image; use a smaller size or shorter text"
             )
@@ -94,11 +98,6 @@ class TextOverlay:
         x = margin_x + round(free_w * fx) - left
         y = margin_y + round(free_h * fy) - top
         return font, stroke, (x, y), (x + left, y + top, x + right, y + bottom)
-
-    def check_fits(self, image_size: tuple[int, int], texts: Sequence[str]) -> None:
-        """Raise the one-sentence error now if any of ``texts`` would not fit."""
-        for text in texts:
-            self.placement(image_size, text, 0)
 
     def candidate_texts(self) -> list[str]:
         """The strings this overlay can write (clinical ones: their longest shape)."""

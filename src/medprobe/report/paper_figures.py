@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from medprobe.analysis.outcome import StudyOutcome
+from medprobe.names import slug as safe_name
 from medprobe.report.selection import KEY_METRICS, displayable, metric_name, select, slug, title
 
 FORMATS = ("png", "pdf", "svg")
@@ -25,14 +25,10 @@ DOMAIN_COLOURS = {
 }
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-
 def _save(fig, folder: Path, stem: str) -> list[Path]:
     paths = []
     for fmt in FORMATS:
-        path = folder / f"{_slug(stem)}.{fmt}"
+        path = folder / f"{safe_name(stem)}.{fmt}"
         fig.savefig(path, dpi=300 if fmt == "png" else None, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)

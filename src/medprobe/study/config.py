@@ -18,6 +18,7 @@ from pydantic import (
 
 from medprobe.analysis.registry import listed_analyses
 from medprobe.datasets import source_names
+from medprobe.datasets.synthetic import synthetic_config
 from medprobe.errors import MedprobeError
 from medprobe.overlay.spec import OverlaySpec
 
@@ -62,16 +63,30 @@ class DatasetEntry(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetEntry:
-        sources = [s for s in source_names() if getattr(self, s, None)]
+        sources = [s for s in source_names() if getattr(self, s, None) is not None]
         if len(sources) != 1:
             raise ValueError(
                 f"dataset {self.name!r} needs exactly one of {', '.join(source_names())}"
             )
         return self
 
+    @field_validator("synthetic")
+    @classmethod
+    def _synthetic_options(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        if options is not None:
+            try:
+                synthetic_config(**options)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"synthetic option {where}: {first['msg']}") from None
+            except TypeError as exc:
+                raise ValueError(f"synthetic options: {exc}") from None
+        return options
+
     def source(self) -> tuple[str, Any]:
         """The dataset source (a :func:`medprobe.datasets.open_source` kind) and its value."""
-        kind = next(s for s in source_names() if getattr(self, s, None))
+        kind = next(s for s in source_names() if getattr(self, s, None) is not None)
         return kind, getattr(self, kind)
 
     def options(self) -> dict[str, Any]:
@@ -114,6 +129,17 @@ class StudyConfig(_Strict):
     batch_size: int = Field(32, gt=0)
     thumbnails: int = Field(3000, ge=0, description="hover thumbnails per dataset in the report")
     base_dir: str = "."
+
+    @field_validator("models", "datasets")
+    @classmethod
+    def _unique_names(cls, entries: list) -> list:
+        names = [e.name for e in entries]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"names must be unique; used more than once: {', '.join(map(repr, twice))}"
+            )
+        return entries
 
     @field_validator("analyses")
     @classmethod
@@ -165,4 +191,5 @@ def load_config(source: str | Path) -> StudyConfig:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise MedprobeError(f"{source}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise MedprobeError(f"{source}: {where}: {message}") from None

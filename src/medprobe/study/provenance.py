@@ -54,11 +54,16 @@ def library_versions() -> dict[str, str | None]:
 
 
 def write_run_json(
-    config: dict[str, Any], seed: int, out: Path, encoders: list[dict[str, Any]]
+    config: dict[str, Any],
+    seed: int,
+    out: Path,
+    encoders: list[dict[str, Any]],
+    pairs: dict[str, int],
 ) -> None:
     """``out/run.json`` (atomic)."""
     record = {
         "config": config,
+        "pairs": pairs,
         "versions": library_versions(),
         "encoders": encoders,
         "seed": seed,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from medprobe._version import __version__
 from medprobe.analysis.embedding import Embedding2D
 from medprobe.analysis.outcome import StudyOutcome, View, dataset_summary
@@ -87,6 +89,7 @@ class Plan:
             __version__,
             encoder.identity(),
             dataset.fingerprint(),
+            [dataset.name, dataset.modality, dataset.prompts, dataset.unit],
             list(self.analyses),
             list(self.embeddings),
             self.seed,
@@ -148,12 +151,10 @@ def run_unit(
     unit = saved.load(encoder.name, dataset.name, key) if saved else None
     if unit is None:
         views = [_view(fs, Embedding2D(m, seed=plan.seed).fit(fs), m) for m in plan.embeddings]
-        rows = [
-            row
-            for entry in plan.entries("unit")
-            if encoder.has_text or not entry.needs_text
-            for row in entry.run(unit_input)
-        ]
+        rows: list[Row] = []
+        for entry in plan.entries("unit"):
+            if encoder.has_text or not entry.needs_text:
+                rows += _contained(entry, unit_input)
         unit = Unit(
             key=key,
             encoder=encoder.name,
@@ -167,10 +168,24 @@ def run_unit(
             ],
             predictions=unit_input.predictions,
         )
-        if saved:
-            saved.save(unit)
+        if saved and not any(r.analysis == "error" for r in rows):
+            saved.save(unit)  # a unit with a failed analysis is tried again on a rerun
     unit.input = unit_input
     return unit
+
+
+def _contained(entry: AnalysisEntry, given: UnitInput | DatasetInput) -> list[Row]:
+    """The entry's rows; a failure is one error row naming the analysis (the rest goes on)."""
+    try:
+        return entry.run(given)
+    except Exception as exc:
+        if not isinstance(exc, MedprobeError):
+            console.print(traceback.format_exc(limit=3), markup=False, highlight=False)
+        if isinstance(given, UnitInput):
+            contexts = [given.context]
+        else:  # a cross-model analysis: every model of the dataset gets the row
+            contexts = [u.context for u in given.units]
+        return [c.error(f"{entry.name} failed: {_one_line(exc)}") for c in contexts]
 
 
 def _text_audits(
@@ -209,6 +224,7 @@ def run_models(
     saved: UnitStore | None = None,
     show_progress: bool = True,
     rows: Sequence[Row] = (),
+    failed_datasets: int = 0,
 ) -> tuple[StudyOutcome, list[dict[str, Any]]]:
     """Every model on every dataset. A model or dataset that fails becomes an error row and the
     run goes on; with ``saved``, finished (model, dataset) units are reused on a rerun."""
@@ -233,7 +249,7 @@ def run_models(
             except Exception as exc:
                 message = _one_line(exc)
                 rows += [RowContext(model.name, d, plan.seed).error(message) for d in datasets]
-                console.print(f"[yellow]model {model.name} failed:[/] {message}")
+                console.print(f"[yellow]model {escape(model.name)} failed:[/] {escape(message)}")
                 bar.advance(overall, len(datasets))
                 continue
             outcome.encoders.append(
@@ -247,7 +263,7 @@ def run_models(
                     )
                 except Exception as exc:
                     if not isinstance(exc, MedprobeError):
-                        console.print(traceback.format_exc(limit=3), markup=False)
+                        console.print(traceback.format_exc(limit=3), markup=False, highlight=False)
                     rows.append(RowContext.of(encoder, dataset, plan.seed).error(_one_line(exc)))
                 else:
                     units[name].append(unit)
@@ -258,13 +274,19 @@ def run_models(
     for name, done in units.items():
         group = DatasetInput(name, [u.input for u in done if u.input is not None], plan.seed)
         for entry in plan.entries("dataset"):
-            rows += entry.run(group)
+            rows += _contained(entry, group)
     for name, dataset in datasets.items():
-        ids = list(dict.fromkeys(i for v in outcome.views if v.dataset == name for i in v.ids))
-        outcome.thumbnails[name] = thumbnails(dataset, ids[: plan.n_thumbnails])
-        if plan.overlays:
-            outcome.overlay_examples[name] = overlay_examples(dataset, plan.overlays)
+        try:
+            ids = list(dict.fromkeys(i for v in outcome.views if v.dataset == name for i in v.ids))
+            outcome.thumbnails[name] = thumbnails(dataset, ids[: plan.n_thumbnails])
+            if plan.overlays:
+                outcome.overlay_examples[name] = overlay_examples(dataset, plan.overlays)
+        except Exception as exc:  # report pictures only: never worth losing the results for
+            console.print(f"report examples of {escape(name)} left out: {escape(_one_line(exc))}")
     outcome.results = results_frame(rows, plan.run)
+    succeeded = sum(len(done) for done in units.values())
+    total = len(entries) * (len(datasets) + failed_datasets)
+    outcome.pairs = {"total": total, "succeeded": succeeded, "failed": total - succeeded}
     return outcome, provenance
 
 
@@ -285,7 +307,7 @@ def open_datasets(config: StudyConfig) -> tuple[dict[str, Dataset], list[Row]]:
             rows += [
                 RowContext(m.name, entry.name, config.seed).error(str(exc)) for m in config.models
             ]
-            console.print(f"[yellow]dataset {entry.name} failed:[/] {exc}")
+            console.print(f"[yellow]dataset {escape(entry.name)} failed:[/] {escape(str(exc))}")
     return datasets, rows
 
 
@@ -302,10 +324,11 @@ def run_study(config: StudyConfig, out: Path, *, show_progress: bool = True) -> 
         saved=UnitStore(out),
         show_progress=show_progress,
         rows=rows,
+        failed_datasets=len(config.datasets) - len(datasets),
     )
     write_results(outcome.results, out)
     write_views(outcome, out)
-    write_run_json(config.model_dump(mode="json"), config.seed, out, provenance)
+    write_run_json(config.model_dump(mode="json"), config.seed, out, provenance, outcome.pairs)
     return outcome
 
 
