@@ -24,8 +24,9 @@ def _voi_output_range(dataset) -> tuple[float, float]:
     elif int(dataset.PixelRepresentation) == 0:
         low, high = 0.0, float(2 ** int(dataset.BitsStored) - 1)
     else:
-        low, high = -float(2 ** (int(dataset.BitsStored) - 1)), float(
-            2 ** (int(dataset.BitsStored) - 1) - 1
+        low, high = (
+            -float(2 ** (int(dataset.BitsStored) - 1)),
+            float(2 ** (int(dataset.BitsStored) - 1) - 1),
         )
     slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
     if slope is not None and intercept is not None:

@@ -14,20 +14,12 @@ from PIL import Image
 from medprobe.datasets.base import SPLITS, Dataset, Record, SkippedRecord
 from medprobe.datasets.io import open_image
 from medprobe.datasets.prompts import canonical_modality, prompts_for
-from medprobe.datasets.splits import assign_splits
+from medprobe.datasets.splits import assign_splits, normalise_splits, spreadsheet_rows
 from medprobe.errors import MedprobeError
 from medprobe.fingerprint import fingerprint
 
 Fingerprint = Literal["stat", "content"]
 
-#: Split spellings a manifest may use, normalised (after stripping and lower-casing).
-SPLIT_ALIASES = {
-    "training": "train",
-    "validation": "val",
-    "valid": "val",
-    "dev": "val",
-    "testing": "test",
-}
 #: Manifests a folder may carry (medprobe's own ``synth`` writes manifest.csv).
 FOLDER_MANIFESTS = ("manifest.csv", "MANIFEST.csv", "manifest.parquet")
 
@@ -108,24 +100,39 @@ def _group_problems(records: Sequence[Record]) -> list[str]:
     return [f"{len(split)} group(s) are on both sides of the given split: {shown}"]
 
 
-def _finish(
-    records: list[Record],
-    class_names: Sequence[str],
-    *,
-    root: Path,
-    listing: str,
-    options: FileOptions,
-    problems: list[str],
-    rejected: Sequence[SkippedRecord] = (),
-    group_column: str | None = None,
-) -> FileDataset:
-    """Drop empty classes, require 2 usable ones, assign splits where missing."""
+@dataclass
+class Described:
+    """Records ready to become a dataset: classes kept, splits given or generated."""
+
+    records: list[Record]
+    class_names: list[str]
+    problems: list[str]
+    name: str
+    modality: str
+    prompts: list[str]
+
+    def dataset_args(self) -> dict[str, Any]:
+        """The :class:`~medprobe.datasets.base.Dataset` arguments these describe."""
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "class_names": self.class_names,
+            "records": self.records,
+            "prompts": self.prompts,
+        }
+
+
+def finish_records(
+    records: list[Record], class_names: Sequence[str], *, options: FileOptions, problems: list[str]
+) -> Described:
+    """Drop empty classes, require 2 usable ones, note classes that differ only in case, and
+    assign splits where the source gave none (or note groups a given split divides)."""
     counts = {i: 0 for i in range(len(class_names))}
     for record in records:
         counts[record.label] += 1
     empty = [class_names[i] for i, c in counts.items() if c == 0]
-    problems += [f"class {c!r} has no images" for c in empty]
-    name = options.name or root.name
+    problems = [*problems, *(f"class {c!r} has no images" for c in empty)]
+    name = options.name or "dataset"
     if len(class_names) - len(empty) < 2:
         raise MedprobeError(
             f"dataset {name!r} has fewer than 2 classes with images "
@@ -152,18 +159,36 @@ def _finish(
             seed=options.seed,
         )
     modality = options.modality or "unknown"
+    return Described(
+        records,
+        [class_names[i] for i in keep],
+        problems,
+        name,
+        canonical_modality(modality),
+        prompts_for(modality, options.prompts),
+    )
+
+
+def _finish(
+    records: list[Record],
+    class_names: Sequence[str],
+    *,
+    root: Path,
+    listing: str,
+    options: FileOptions,
+    problems: list[str],
+    rejected: Sequence[SkippedRecord] = (),
+    group_column: str | None = None,
+) -> FileDataset:
+    described = finish_records(records, class_names, options=options, problems=problems)
     return FileDataset(
         root=root,
         listing=listing,
         fingerprint_mode=options.fingerprint_mode,
-        problems=problems,
-        name=name,
-        modality=canonical_modality(modality),
-        class_names=[class_names[i] for i in keep],
-        records=records,
-        prompts=prompts_for(modality, options.prompts),
+        problems=described.problems,
         group_column=group_column,
         rejected=rejected,
+        **described.dataset_args(),
     )
 
 
@@ -209,7 +234,7 @@ def image_folder(
             rel = path.relative_to(root).as_posix()
             records.append(Record(id=rel, label=label, split="", source=str(path)))
     options = FileOptions(
-        name, modality, prompts, test_fraction, val_fraction, seed, fingerprint_mode
+        name or root.name, modality, prompts, test_fraction, val_fraction, seed, fingerprint_mode
     )
     return _finish(
         records,
@@ -232,31 +257,11 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def _rows(indices: Sequence[int]) -> str:
-    """Manifest row numbers as a user sees them in a spreadsheet (header = row 1)."""
-    shown = ", ".join(str(i + 2) for i in indices[:5])
-    return shown + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
-
-
 def _splits(table: pd.DataFrame, column: str, path: Path) -> list[str]:
-    """Each row's split, normalised (case, spaces, ``validation`` -> ``val``); all empty means
-    the manifest has none. Anything else is an error naming the rows."""
+    """Each row's split, normalised (see :func:`normalise_splits`); none if no column."""
     if column not in table.columns:
         return [""] * len(table)
-    values = [SPLIT_ALIASES.get(v, v) for v in table[column].astype(str).str.strip().str.lower()]
-    bad = [i for i, v in enumerate(values) if v not in (*SPLITS, "")]
-    if bad:
-        found = sorted({table[column].iloc[i] for i in bad})
-        raise MedprobeError(
-            f"manifest {path}: split values {found} (rows {_rows(bad)}) are not train, val or test"
-        )
-    missing = [i for i, v in enumerate(values) if not v]
-    if missing and len(missing) < len(values):
-        raise MedprobeError(
-            f"manifest {path}: rows {_rows(missing)} have no split while others do; give every "
-            "row a split, or none"
-        )
-    return values
+    return normalise_splits(table[column].astype(str).tolist(), f"manifest {path}")
 
 
 def manifest(
@@ -335,7 +340,8 @@ def manifest(
         rel = str(rows[indices[0]][path_column])
         distinct = sorted({labels[i] for i in indices})
         if len(distinct) > 1:
-            reason = f"listed with labels {', '.join(map(repr, distinct))} (rows {_rows(indices)})"
+            rows_of = spreadsheet_rows(indices)
+            reason = f"listed with labels {', '.join(map(repr, distinct))} (rows {rows_of})"
             rejected.append(SkippedRecord(rel, reason))
             continue
         kept.append(indices[0])

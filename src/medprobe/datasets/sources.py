@@ -10,7 +10,9 @@ from typing import Any
 
 from medprobe.datasets.base import Dataset
 from medprobe.datasets.files import folder_manifest, image_folder, manifest
+from medprobe.datasets.hf import hf_dataset
 from medprobe.datasets.medmnist import medmnist
+from medprobe.datasets.shards import webdataset
 from medprobe.datasets.synthetic import synthetic
 from medprobe.errors import MedprobeError
 
@@ -75,6 +77,23 @@ register_source(
 register_source("medmnist", options=(*DESCRIBED, "mode"), uses_seed=False, suffixes=(".npz",))(
     medmnist
 )
+
+
+register_source("webdataset", options=(*FILES, "group_column", "class_names"), suffixes=(".tar",))(
+    webdataset
+)
+
+
+@register_source("hf_dataset", options=(*DESCRIBED, "group_column"), takes_path=False)
+def _hf(value: dict[str, Any] | str, **options: Any) -> Dataset:
+    """``{path: ..., split: ..., image: image, label: label}`` (or just the path)."""
+    spec = {"path": value} if isinstance(value, str | Path) else dict(value)
+    if "path" not in spec:
+        raise MedprobeError("an hf_dataset entry needs a path (a save_to_disk folder or Parquet)")
+    unknown = sorted(set(spec) - {"path", "split", "image", "label"})
+    if unknown:
+        raise MedprobeError(f"an hf_dataset takes path, split, image, label; not {unknown}")
+    return hf_dataset(Path(spec.pop("path")).expanduser(), **spec, **options)
 
 
 @register_source("synthetic", options=("name",), takes_path=False, uses_seed=False)

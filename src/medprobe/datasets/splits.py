@@ -7,7 +7,44 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 
-from medprobe.datasets.base import Record
+from medprobe.datasets.base import SPLITS, Record
+from medprobe.errors import MedprobeError
+
+#: Split spellings data sources use, normalised (after stripping and lower-casing).
+SPLIT_ALIASES = {
+    "training": "train",
+    "validation": "val",
+    "valid": "val",
+    "dev": "val",
+    "testing": "test",
+}
+
+
+def spreadsheet_rows(indices: Sequence[int]) -> str:
+    """Row numbers as a user sees them in a spreadsheet (header = row 1)."""
+    shown = ", ".join(str(i + 2) for i in indices[:5])
+    return shown + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
+
+
+def normalise_splits(values: Sequence[str], source: str) -> list[str]:
+    """Each record's split, normalised (case, spaces, ``validation`` -> ``val``); all empty
+    means the source has none. Anything else, or splits on some records only, is an error
+    naming the rows."""
+    normal = [SPLIT_ALIASES.get(v.strip().lower(), v.strip().lower()) for v in values]
+    bad = [i for i, v in enumerate(normal) if v not in (*SPLITS, "")]
+    if bad:
+        found = sorted({values[i] for i in bad})
+        raise MedprobeError(
+            f"{source}: split values {found} (rows {spreadsheet_rows(bad)}) are not train, val "
+            "or test"
+        )
+    missing = [i for i, v in enumerate(normal) if not v]
+    if missing and len(missing) < len(normal):
+        raise MedprobeError(
+            f"{source}: rows {spreadsheet_rows(missing)} have no split while others do; give "
+            "every row a split, or none"
+        )
+    return normal
 
 
 def _order_key(seed: int, key: str) -> str:

@@ -40,7 +40,8 @@ class ModelEntry(_Strict):
 
 
 class DatasetEntry(_Strict):
-    """Exactly one source: ``path`` (class folders), ``manifest``, ``medmnist`` or ``synthetic``.
+    """Exactly one source: ``path`` (class folders), ``manifest``, ``medmnist``, ``webdataset``,
+    ``hf_dataset`` or ``synthetic``.
 
     Relative paths are relative to the study file.
     """
@@ -49,6 +50,10 @@ class DatasetEntry(_Strict):
     path: str | None = None
     manifest: str | None = None
     medmnist: str | None = None
+    webdataset: str | None = Field(None, description="tar shards, e.g. shards/{000..099}.tar")
+    hf_dataset: dict[str, Any] | None = Field(
+        None, description="{path: saved dataset or parquet, split:, image: image, label: label}"
+    )
     synthetic: dict[str, Any] | None = None
     modality: str | None = None
     where: dict[str, str] | None = None

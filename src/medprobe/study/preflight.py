@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from braceexpand import braceexpand
+
 from medprobe.encoders import get_spec
 from medprobe.encoders.hub import hub_cache_dir, offline
 from medprobe.errors import MedprobeError
@@ -49,10 +51,15 @@ def missing_model(model: ModelEntry, download: bool = False) -> str | None:
 
 
 def missing_dataset(config: StudyConfig, entry: DatasetEntry) -> str | None:
-    for field in ("path", "manifest", "medmnist"):
-        value = getattr(entry, field)
-        if value and not config.resolve(value).exists():
-            return f"dataset {entry.name}: {config.resolve(value)} does not exist"
+    """What of a dataset's files is missing (every shard of a WebDataset pattern)."""
+    kind, value = entry.source()
+    if kind == "synthetic":
+        return None
+    path = value.get("path", "") if isinstance(value, dict) else value
+    candidates = braceexpand(path) if kind == "webdataset" else [path]
+    for candidate in candidates:
+        if not config.resolve(candidate).exists():
+            return f"dataset {entry.name}: {config.resolve(candidate)} does not exist"
     return None
 
 

@@ -290,6 +290,15 @@ def run_models(
     return outcome, provenance
 
 
+def _resolved(config: StudyConfig, value: Any) -> Any:
+    """A source's value with its paths relative to the study file (``path`` of a mapping)."""
+    if isinstance(value, str):
+        return config.resolve(value)
+    if isinstance(value, dict) and isinstance(value.get("path"), str):
+        return {**value, "path": config.resolve(value["path"])}
+    return value
+
+
 def open_datasets(config: StudyConfig) -> tuple[dict[str, Dataset], list[Row]]:
     """Every dataset of the study file, and an error row per model for each one that fails."""
     datasets: dict[str, Dataset] = {}
@@ -299,7 +308,7 @@ def open_datasets(config: StudyConfig) -> tuple[dict[str, Dataset], list[Row]]:
         try:
             datasets[entry.name] = open_source(
                 kind,
-                config.resolve(value) if isinstance(value, str) else value,
+                _resolved(config, value),
                 seed=config.seed,
                 **entry.options(),
             )
