@@ -72,8 +72,12 @@ class Dataset(ABC):
         self.rejected = list(rejected)
 
     @abstractmethod
-    def load_image(self, record: Record) -> Image.Image:
-        """The record's image as an RGB PIL image."""
+    def load_image(self, record: Record, reduce_to: int | None = None) -> Image.Image:
+        """The record's image as an RGB PIL image.
+
+        ``reduce_to``: the caller only needs both sides to be at least this many pixels, so a
+        source that can decode at a lower scale cheaply (JPEG) may do so; others ignore it.
+        """
 
     @abstractmethod
     def image_content(self) -> Any:

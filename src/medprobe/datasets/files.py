@@ -68,8 +68,8 @@ class FileDataset(Dataset):
         self.fingerprint_mode = fingerprint_mode
         self.problems = list(problems)
 
-    def load_image(self, record: Record) -> Image.Image:
-        return open_image(record.source)
+    def load_image(self, record: Record, reduce_to: int | None = None) -> Image.Image:
+        return open_image(record.source, reduce_to)
 
     def image_content(self) -> Any:
         parts = []

@@ -28,7 +28,7 @@ class ArrowDataset(Dataset):
         self.problems: list[str] = []
         self.listing = f"Hugging Face dataset ({', '.join(tables)})"
 
-    def load_image(self, record: Record) -> Image.Image:
+    def load_image(self, record: Record, reduce_to: int | None = None) -> Image.Image:
         split, row = record.source.rsplit("/", 1)
         try:
             value = self.tables[split][int(row)][self.image]

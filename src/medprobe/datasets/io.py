@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -44,8 +45,9 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """The file at ``path`` as a fully decoded RGB PIL image, or :class:`BadImageError`."""
+def open_image(path: str | Path, reduce_to: int | None = None) -> Image.Image:
+    """The file at ``path`` as a fully decoded RGB PIL image, or :class:`BadImageError`
+    (``reduce_to``: see :func:`decode_image`)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -55,16 +57,29 @@ def open_image(path: str | Path) -> Image.Image:
         raise BadImageError("empty file (0 bytes)")
     if is_dicom(path):
         return read_dicom(path)
+    return decode_image(path, reduce_to)
+
+
+def decode_image(source: str | Path | BinaryIO, reduce_to: int | None = None) -> Image.Image:
+    """Decode an image file (a path or an open binary file) to RGB, or :class:`BadImageError`.
+
+    With ``reduce_to``, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain
+    (libjpeg's draft mode), as long as both sides stay at least ``reduce_to`` pixels: for a
+    model input of 224 px, a 600x450 photo decodes as 300x225, about 4x less work for the
+    decoder and the resize that follows. Other formats always decode in full.
+    """
     try:
         with warnings.catch_warnings():
             # Our own MAX_PIXELS check below replaces PIL's warning threshold.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise BadImageError(
                         f"image too large ({width}x{height} pixels; limit {MAX_PIXELS:,})"
                     )
+                if reduce_to and image.format == "JPEG":
+                    image.draft(image.mode, (reduce_to, reduce_to))
                 image.load()
                 return to_rgb(image)
     except BadImageError:

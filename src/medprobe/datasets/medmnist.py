@@ -98,7 +98,7 @@ class MedMNISTDataset(Dataset):
         self.mode = mode
         self.pad_to = pad_to
 
-    def load_image(self, record: Record) -> Image.Image:
+    def load_image(self, record: Record, reduce_to: int | None = None) -> Image.Image:
         image = Image.fromarray(self.images[int(record.source)]).convert("RGB")
         if self.mode == "pad" and max(image.size) < self.pad_to:
             canvas = Image.new("RGB", (self.pad_to, self.pad_to))

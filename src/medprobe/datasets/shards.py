@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from braceexpand import braceexpand
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from webdataset.tariterators import base_plus_ext
 
 from medprobe.datasets.base import Dataset, Record, SkippedRecord
 from medprobe.datasets.files import FileOptions, Fingerprint, finish_records
-from medprobe.datasets.pixels import to_rgb
+from medprobe.datasets.io import decode_image
 from medprobe.datasets.splits import normalise_splits
 from medprobe.errors import BadImageError, MedprobeError
 from medprobe.fingerprint import fingerprint
@@ -71,15 +71,8 @@ class ShardDataset(Dataset):
             raise BadImageError("truncated shard: the image's bytes end early")
         return data
 
-    def load_image(self, record: Record) -> Image.Image:
-        try:
-            with Image.open(io.BytesIO(self._read(record))) as image:
-                image.load()
-                return to_rgb(image)
-        except BadImageError:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise BadImageError(f"corrupt image in shard: {exc}") from None
+    def load_image(self, record: Record, reduce_to: int | None = None) -> Image.Image:
+        return decode_image(io.BytesIO(self._read(record)), reduce_to)
 
     def image_content(self) -> Any:
         if self.fingerprint_mode == "content":

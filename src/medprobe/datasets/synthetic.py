@@ -188,7 +188,7 @@ class SyntheticDataset(Dataset):
             prompts=PROMPTS[config.kind],
         )
 
-    def load_image(self, record: Record) -> Image.Image:
+    def load_image(self, record: Record, reduce_to: int | None = None) -> Image.Image:
         return render_image(self.config, int(record.source))[0]
 
     def image_content(self) -> Any:

@@ -8,10 +8,12 @@ dataset size, a killed run resumes where it stopped, and a finished run is never
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -51,13 +53,10 @@ class _Preprocessed(TorchDataset):
         transform: Callable,
         overlay: ImageOverlay | None,
         indices: Sequence[int] | range,
+        reduce_to: int | None = None,
     ) -> None:
-        self.dataset, self.transform, self.overlay, self.indices = (
-            dataset,
-            transform,
-            overlay,
-            indices,
-        )
+        self.dataset, self.transform, self.overlay = dataset, transform, overlay
+        self.indices, self.reduce_to = indices, reduce_to
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -66,7 +65,7 @@ class _Preprocessed(TorchDataset):
         index = self.indices[i]
         record = self.dataset.records[index]
         try:
-            image = self.dataset.load_image(record)
+            image = self.dataset.load_image(record, self.reduce_to)
             if self.overlay is not None:
                 image = self.overlay(image, record, index)
             return index, self.transform(image), ""
@@ -78,33 +77,79 @@ def _collate(items):
     return items
 
 
-def default_workers() -> int:
-    """Decoding workers: all cores but one for the model, at most 8. On two cores or fewer the
-    model already uses every core, and a worker only adds contention (measured: slower)."""
-    cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else min(8, cores - 1)
+Decode = Literal["exact", "fast"]
+
+
+def decode_size(encoder: Encoder, overlay: ImageOverlay | None, decode: Decode) -> int | None:
+    """The smallest side the encoder's resize needs, for reduced-scale JPEG decoding in
+    ``fast`` mode (None: decode in full). Overlays are defined on the original pixels (text
+    size, mask boxes), so an overlaid extraction always decodes in full."""
+    if decode == "exact" or overlay is not None:
+        return None
+    pre = encoder.spec.preprocessing
+    if pre.resize_mode == "resize_center_crop":
+        return pre.resize_size or pre.image_size
+    return pre.image_size
+
+
+def choose_workers(decode_seconds: float, model_seconds: float, cores: int) -> int:
+    """Decoding workers that maximise throughput, from one batch's measured per-image costs:
+    with ``w`` workers the model keeps ``cores - w`` threads (its time grows accordingly) and
+    decoding runs ``w`` images at once; with none, decoding and the model take turns. At most
+    8 workers."""
+
+    def rate(w: int) -> float:
+        if w == 0:
+            return 1 / (decode_seconds + model_seconds)
+        threads = max(cores - w, 1)
+        return min(w / decode_seconds, threads / (cores * model_seconds))
+
+    return max(range(min(8, max(cores - 1, 1)) + 1), key=rate)
+
+
+@contextmanager
+def _model_threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(count, 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
 class ExtractJob:
     """One extraction: what is encoded (encoder, dataset, overlay) and how (batches, decoding
-    workers, engine, records per stored shard)."""
+    workers, engine, records per stored shard, decode mode).
+
+    ``workers=None`` measures the first batch (decode and model time per image) and picks the
+    worker count that keeps both busy (:func:`choose_workers`); decoding then overlaps the
+    model. ``decode="fast"`` decodes JPEGs at a reduced scale where the model's resize allows
+    (:func:`decode_size`); the mode is part of the feature key.
+    """
 
     encoder: Encoder
     dataset: Dataset
     overlay: ImageOverlay | None = None
     batch_size: int = 32
-    workers: int = 0
+    workers: int | None = 0
     engine: str = "local"
     shard_size: int = 512
+    decode: Decode = "exact"
 
     def preprocessed(
-        self, indices: Sequence[int] | range
+        self, indices: Sequence[int] | range, workers: int = 0
     ) -> Iterator[tuple[list[int], torch.Tensor | None, list[SkippedRecord]]]:
         """Decoded, overlaid, resized uint8 batches of records ``indices`` (bad ones listed)."""
-        workers = self.workers if len(indices) > self.batch_size else 0
+        workers = workers if len(indices) > self.batch_size else 0
         loader = DataLoader(
-            _Preprocessed(self.dataset, self.encoder.geometry, self.overlay, indices),
+            _Preprocessed(
+                self.dataset,
+                self.encoder.geometry,
+                self.overlay,
+                indices,
+                decode_size(self.encoder, self.overlay, self.decode),
+            ),
             batch_size=self.batch_size,
             num_workers=workers,
             collate_fn=_collate,
@@ -125,14 +170,37 @@ class ExtractJob:
     ) -> Iterator[tuple[list[int], np.ndarray | None, list[SkippedRecord]]]:
         """Feature batches of records ``indices``, in order, on the job's engine."""
         if self.engine == "ray":
-            return ray_batches(self.encoder, self.dataset, self.overlay, indices, self.batch_size)
+            yield from ray_batches(
+                self.encoder, self.dataset, self.overlay, indices, self.batch_size
+            )
+            return
         if self.engine != "local":
             raise MedprobeError(f"engine must be 'local' or 'ray', got {self.engine!r}")
-        encoder = self.encoder
-        return (
-            (idx, encoder.encode_images(encoder.normalize(b)) if b is not None else None, bad)
-            for idx, b, bad in self.preprocessed(indices)
-        )
+        workers, rest = self.workers, indices
+        if workers is None:  # measure one batch in this process, then choose
+            head, rest = indices[: self.batch_size], indices[self.batch_size :]
+            start = time.perf_counter()
+            ((idx, batch, bad),) = list(self.preprocessed(head)) or [([], None, [])]
+            decoded = time.perf_counter()
+            yield idx, self._encode(batch), bad
+            if not len(rest) or not idx:
+                workers = 0
+            else:
+                per_image = 1 / len(idx)
+                workers = choose_workers(
+                    (decoded - start) * per_image,
+                    (time.perf_counter() - decoded) * per_image,
+                    os.cpu_count() or 1,
+                )
+        threads = torch.get_num_threads() - workers if workers else torch.get_num_threads()
+        with _model_threads(threads):
+            for idx, batch, bad in self.preprocessed(rest, workers):
+                yield idx, self._encode(batch), bad
+
+    def _encode(self, batch: torch.Tensor | None) -> np.ndarray | None:
+        if batch is None:
+            return None
+        return self.encoder.encode_images(self.encoder.normalize(batch))
 
     def fit_encoder(self) -> None:
         """Fit an encoder that ``requires_fit`` on the training split (all images if none)."""
@@ -177,7 +245,13 @@ class ExtractJob:
                 sink.write(start, indices.stop, _part(dataset, kept, chunks, skipped, dim))
 
 
-def cache_key(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None, dtype: str) -> str:
+def cache_key(
+    encoder: Encoder,
+    dataset: Dataset,
+    overlay: ImageOverlay | None,
+    dtype: str,
+    decode: Decode = "fast",
+) -> str:
     """Everything that determines the features, and nothing that only describes them: encoder
     identity (spec, weights, precision), the images, the overlay (with the labels it writes,
     when it writes class names), the training images a fitted encoder learns from, storage.
@@ -194,6 +268,7 @@ def cache_key(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None, 
         [dataset.class_names, [r.label for r in dataset.records]] if writes_labels else None,
         train if encoder.requires_fit else None,
         dtype,
+        decode_size(encoder, overlay, decode),
         length=24,
     )
 
@@ -209,6 +284,7 @@ def extract(
     dtype: str = "float32",
     shard_batches: int = 16,
     engine: str = "local",
+    decode: Decode = "fast",
     progress: Progress | None = None,
     show_progress: bool = True,
 ) -> FeatureSet:
@@ -225,9 +301,8 @@ def extract(
         raise MedprobeError(f"dtype must be float32 or float16, got {dtype!r}")
     if batch_size <= 0:
         raise MedprobeError(f"batch size must be positive, got {batch_size}")
-    workers = default_workers() if num_workers is None else num_workers
     store = FeatureStore(cache) if isinstance(cache, str | Path) else cache
-    job = ExtractJob(encoder, dataset, overlay, batch_size, workers, engine, batch_size)
+    job = ExtractJob(encoder, dataset, overlay, batch_size, num_workers, engine, batch_size, decode)
     if store is None:
         job = replace(job, shard_size=len(dataset) or 1)
         job.fit_encoder()
@@ -235,7 +310,7 @@ def extract(
         job.run(range(len(dataset)), sink, progress, show_progress)
         features, ids, skipped = sink.result(dtype)
         return described(features, ids, skipped, encoder, dataset, overlay, {})
-    entry = store.entry(cache_key(encoder, dataset, overlay, dtype))
+    entry = store.entry(cache_key(encoder, dataset, overlay, dtype, decode))
     with entry.locked():
         try:
             if entry.complete:
