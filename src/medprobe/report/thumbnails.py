@@ -30,7 +30,7 @@ def thumbnails(dataset: Dataset, ids: Sequence[str], size: int = 64) -> dict[str
         if record.id not in wanted:
             continue
         try:
-            image = dataset.load_image(record)
+            image = dataset.load_image(record, reduce_to=size)  # JPEGs decode small
         except BadImageError:
             continue
         out[record.id] = data_uri(image, size)
