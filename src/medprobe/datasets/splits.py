@@ -99,3 +99,19 @@ def assign_splits(
     return [
         replace(r, split=split_of[r.id if r.group is None else f"group:{r.group}"]) for r in records
     ]
+
+
+def stratified_sample(records: Sequence[Record], limit: int, seed: int = 0) -> list[Record]:
+    """At most ``limit`` records, each class in proportion (at least one each), chosen by a
+    hash of (seed, id): deterministic, and the same records whatever else the dataset holds.
+    All of them when there are no more than ``limit``."""
+    if len(records) <= limit:
+        return list(records)
+    by_class: dict[int, list[Record]] = defaultdict(list)
+    for record in records:
+        by_class[record.label].append(record)
+    chosen: list[Record] = []
+    for members in by_class.values():
+        take = max(1, round(len(members) * limit / len(records)))
+        chosen += sorted(members, key=lambda r: _order_key(seed, r.id))[:take]
+    return chosen

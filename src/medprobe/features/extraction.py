@@ -24,6 +24,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from medprobe._version import __version__
 from medprobe.datasets.base import Dataset, Record, SkippedRecord
+from medprobe.datasets.splits import stratified_sample
 from medprobe.encoders.base import Encoder
 from medprobe.errors import BadImageError, MedprobeError
 from medprobe.features.featureset import FeatureSet
@@ -90,6 +91,17 @@ def decode_size(encoder: Encoder, overlay: ImageOverlay | None, decode: Decode) 
     if pre.resize_mode == "resize_center_crop":
         return pre.resize_size or pre.image_size
     return pre.image_size
+
+
+def fit_indices(encoder: Encoder, dataset: Dataset) -> list[int]:
+    """The records a fitted encoder (pixels + PCA) learns from: the training split (every
+    record without one), capped at the spec's ``fit_samples`` (default 4096) by a
+    deterministic stratified subset, so fitting costs the same at 2,000 or 200,000 images; a
+    split under the cap is used whole (results identical to fitting on all of it)."""
+    train = [r for r in dataset.records if r.split == "train"] or list(dataset.records)
+    limit = int(encoder.spec.options.get("fit_samples", 4096))
+    chosen = {r.id for r in stratified_sample(train, limit)}
+    return [i for i, r in enumerate(dataset.records) if r.id in chosen]
 
 
 def choose_workers(decode_seconds: float, model_seconds: float, cores: int) -> int:
@@ -203,11 +215,11 @@ class ExtractJob:
         return self.encoder.encode_images(self.encoder.normalize(batch))
 
     def fit_encoder(self) -> None:
-        """Fit an encoder that ``requires_fit`` on the training split (all images if none)."""
+        """Fit an encoder that ``requires_fit`` on the training split (all images if none),
+        or on at most ``fit_indices``' bound of it (a stratified subset: memory stays flat)."""
         if not self.encoder.requires_fit:
             return
-        train = [i for i, r in enumerate(self.dataset.records) if r.split == "train"]
-        indices = train if train else range(len(self.dataset))
+        indices = fit_indices(self.encoder, self.dataset)
         tensors = [b for _, b, _ in self.preprocessed(indices) if b is not None]
         if not tensors:
             raise MedprobeError(
@@ -258,7 +270,11 @@ def cache_key(
     Dataset and class names, modality, prompts and splits are not in it: they come from the
     dataset given at each call."""
     writes_labels = getattr(overlay, "uses_labels", False)
-    train = sorted(r.id for r in dataset.records if r.split == "train")
+    fitted_on = (
+        [dataset.records[i].id for i in fit_indices(encoder, dataset)]
+        if encoder.requires_fit
+        else None
+    )
     return fingerprint(
         "features",
         FORMAT_VERSION,
@@ -266,7 +282,7 @@ def cache_key(
         dataset.image_fingerprint(),
         overlay.describe() if overlay is not None else None,
         [dataset.class_names, [r.label for r in dataset.records]] if writes_labels else None,
-        train if encoder.requires_fit else None,
+        fitted_on,
         dtype,
         decode_size(encoder, overlay, decode),
         length=24,

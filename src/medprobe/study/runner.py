@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.markup import escape
 
 from medprobe._version import __version__
@@ -20,6 +21,7 @@ from medprobe.analysis.embedding import Embedding2D
 from medprobe.analysis.outcome import StudyOutcome, View, dataset_summary
 from medprobe.analysis.registry import AnalysisEntry, analyses, listed_analyses
 from medprobe.analysis.rows import Row, RowContext, RunInfo, results_frame
+from medprobe.analysis.stats import stratified_subsample
 from medprobe.analysis.suite import DatasetInput, UnitInput
 from medprobe.audit import TextAudit, TextDetector, audit_text
 from medprobe.audit.run import OCR
@@ -277,8 +279,9 @@ def run_models(
             rows += _contained(entry, group)
     for name, dataset in datasets.items():
         try:
-            ids = list(dict.fromkeys(i for v in outcome.views if v.dataset == name for i in v.ids))
-            outcome.thumbnails[name] = thumbnails(dataset, ids[: plan.n_thumbnails])
+            outcome.thumbnails[name] = thumbnails(
+                dataset, _thumbnail_ids(outcome.views, name, plan)
+            )
             if plan.overlays:
                 outcome.overlay_examples[name] = overlay_examples(dataset, plan.overlays)
         except Exception as exc:  # report pictures only: never worth losing the results for
@@ -288,6 +291,20 @@ def run_models(
     total = len(entries) * (len(datasets) + failed_datasets)
     outcome.pairs = {"total": total, "succeeded": succeeded, "failed": total - succeeded}
     return outcome, provenance
+
+
+def _thumbnail_ids(views: list[View], dataset: str, plan: Plan) -> list[str]:
+    """At most ``n_thumbnails`` of the images shown in the dataset's 2-D views, stratified by
+    class (seeded), so every class has pictures on hover however the dataset is ordered."""
+    labelled = dict(
+        (i, label)
+        for v in views
+        if v.dataset == dataset
+        for i, label in zip(v.ids, v.labels, strict=True)
+    )
+    ids, labels = list(labelled), np.array(list(labelled.values()))
+    keep = stratified_subsample(labels, plan.n_thumbnails, plan.seed) if ids else []
+    return [ids[k] for k in keep]
 
 
 def _resolved(config: StudyConfig, value: Any) -> Any:
