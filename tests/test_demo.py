@@ -109,5 +109,11 @@ def test_outputs_are_written(outcome, tmp_path):
     html = files["report.html"].read_text()
     assert "<script src=" not in html  # self-contained: no CDN
     assert html.count('class="figure plot"') >= 1 + 3 + 2  # views, metric bars, CKA heatmaps
-    assert any(p.suffix == ".pdf" for p in files["figures"].iterdir())
+    pdfs = sorted(files["figures"].glob("*.pdf"))
+    assert pdfs
+    for pdf in pdfs:  # journals reject Type 3 fonts; TrueType (Type 42) embeds as FontFile2
+        data = pdf.read_bytes()
+        assert b"/Type3" not in data and b"/FontFile2" in data, pdf.name
+    for svg in files["figures"].glob("*.svg"):  # text stays text (editable), not paths
+        assert "<text" in svg.read_text(), svg.name
     assert "pixels" in html and "32px squash" in html  # encoders named with preprocessing

@@ -214,7 +214,9 @@ def test_bad_study_file_is_one_line(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "exactly one of path, manifest, medmnist, synthetic" in result.stderr
+    assert "exactly one of path, manifest, medmnist, webdataset, hf_dataset, synthetic" in (
+        result.stderr.replace("\n", " ")
+    )
 
 
 # ----------------------------------------------------------------- the report in a browser
@@ -331,3 +333,38 @@ def test_rebuilt_report_keeps_thumbnails(finished):
     rebuilt = load_outcome(out)
     assert rebuilt.thumbnails.keys() == outcome.thumbnails.keys()
     assert any(rebuilt.thumbnails.values())
+
+
+@pytest.mark.parametrize("width", [390, 1366])
+def test_report_fits_a_phone_and_a_laptop(hostile_report, width):
+    """Nothing is wider than the viewport: wide tables scroll inside their own box."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    report, _ = hostile_report
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(report.as_uri())
+        page.wait_for_selector("#views-plot .main-svg")
+        page_width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert page_width <= width, f"the page is {page_width} px wide at {width} px"
+        widest = page.evaluate(
+            """() => Math.max(...[...document.querySelectorAll('table')].map(
+                t => t.getBoundingClientRect().right))"""
+        )
+        assert widest <= width + 1
+        if width == 390:  # the summary table is wider than a phone: it scrolls in its box
+            inner = page.evaluate(
+                "() => { const t = document.getElementById('summary-table');"
+                " return [t.scrollWidth, t.clientWidth]; }"
+            )
+            assert inner[0] > inner[1]
+        browser.close()

@@ -26,13 +26,38 @@ from medprobe.analysis.outcome import StudyOutcome
 from medprobe.atomic import atomic_write
 from medprobe.report.figures import interactive_metric_bars
 from medprobe.report.paper_figures import write_figures
-from medprobe.report.selection import KEY_METRICS, displayable, select, settings, title
+from medprobe.report.selection import (
+    KEY_METRICS,
+    displayable,
+    metric_name,
+    select,
+    settings,
+    title,
+)
+from medprobe.report.style import DOMAIN_LEGEND, class_counts, model_styles
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("medprobe.report", "templates"),
     autoescape=jinja2.select_autoescape(default=True),
     undefined=jinja2.StrictUndefined,
 )
+
+
+#: The full results table of the report: column -> header in words.
+RESULT_COLUMNS = {
+    "dataset": "dataset",
+    "encoder": "model",
+    "domain": "domain",
+    "analysis": "analysis",
+    "metric": "metric",
+    "setting": "setting",
+    "split": "images",
+    "value": "value",
+    "ci_low": "95% CI low",
+    "ci_high": "95% CI high",
+    "n": "n",
+    "seed": "seed",
+}
 
 
 def safe_json(data: Any) -> str:
@@ -52,10 +77,19 @@ def _figure_html(fig: go.Figure) -> str:
 
 
 def _fmt(row) -> str:
+    """``value [low, high]``; no interval is shown where there is none (or no value)."""
+    if pd.isna(row.value):
+        return "n/a"
+    if pd.isna(row.ci_low) or pd.isna(row.ci_high):
+        return f"{row.value:.3f}"
     return f"{row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
 
 
-def _summary_table(results: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def _summary_table(
+    results: pd.DataFrame, requested: Sequence[str]
+) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, rows and notes of the summary: a column per key metric; an analysis that was
+    asked for but does not apply to a model (zero-shot without a text tower) says so."""
     frame = results[results.analysis != "error"]
     present = [k for k in KEY_METRICS if not select(frame, *k).empty]
     header = ["dataset", "encoder", "domain"] + [title(*k) for k in present]
@@ -64,9 +98,16 @@ def _summary_table(results: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         cells = [dataset, encoder, str(group.domain.iloc[0])]
         for key in present:
             hit = select(group, *key)
-            cells.append(_fmt(hit.iloc[0]) if not hit.empty else "-")
+            missing = "n/a (no text tower)" if key[0] == "zero_shot" else "-"
+            cells.append(_fmt(hit.iloc[0]) if not hit.empty else missing)
         body.append(cells)
-    return header, body
+    notes = []
+    if "zero_shot" in requested and not (frame.analysis == "zero_shot").any():
+        notes.append(
+            "Zero-shot was asked for, but no model of this study has a text tower "
+            "(vision-only encoders and baselines), so there is no zero-shot result."
+        )
+    return header, body, notes
 
 
 def _heatmaps(results: pd.DataFrame) -> list[tuple[str, str]]:
@@ -108,7 +149,6 @@ OVERLAY_METRICS = (
     "zero_shot_flip_rate",
     "text_readability",
 )
-DOMAIN_COLOURS = {"medical": "#c0392b", "general": "#2471a3", "baseline": "#7f8c8d"}
 
 
 def _overlay_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, Any]:
@@ -123,6 +163,9 @@ def _overlay_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, 
     )
     charts = []
     displacement = rows[rows.metric == "displacement"]
+    styles = model_styles(
+        (p.encoder, p.domain) for p in rows[["encoder", "domain"]].drop_duplicates().itertuples()
+    )
     for (dataset, label), group in displacement.groupby(["dataset", "param_overlay"], sort=False):
         group = group.sort_values("value")
         fig = go.Figure(
@@ -130,7 +173,7 @@ def _overlay_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, 
                 x=group.value,
                 y=group.encoder,
                 orientation="h",
-                marker_color=[DOMAIN_COLOURS.get(d, "#8e44ad") for d in group.domain],
+                marker_color=[styles[e].colour for e in group.encoder],
                 error_x={
                     "type": "data",
                     "symmetric": False,
@@ -140,8 +183,7 @@ def _overlay_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, 
             )
         )
         fig.update_layout(
-            title=f"{dataset} — {label}: feature displacement (95% CI; red medical, "
-            "blue general, grey baseline)",
+            title=f"{dataset} — {label}: feature displacement (95% CI; {DOMAIN_LEGEND})",
             height=140 + 28 * len(group),
             template="plotly_white",
             margin={"l": 20, "r": 20, "t": 50, "b": 30},
@@ -178,7 +220,7 @@ def _metric_table(rows: pd.DataFrame, keys: list[str], metrics: Sequence[str]):
             hit = group[group.metric == metric]
             cells.append(_fmt(hit.iloc[0]) if not hit.empty else "-")
         body.append(cells)
-    return {"header": [*keys, *present], "body": body}
+    return {"header": [*keys, *map(metric_name, present)], "body": body}
 
 
 def _audit_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, Any]:
@@ -223,9 +265,18 @@ def _audit_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, An
 def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = None) -> str:
     """The report as one HTML string."""
     results = displayable(outcome.results)
-    header, body = _summary_table(results)
+    provenance = provenance or {}
+    requested = provenance.get("config", {}).get("analyses", [])
+    header, body, notes = _summary_table(results, requested)
     bars = [
-        _figure_html(interactive_metric_bars(select(results, *key), f"{title(*key)} (95% CI)"))
+        _figure_html(
+            interactive_metric_bars(
+                select(results, *key),
+                f"{title(*key)} (95% CI; dashed: chance)",
+                key[1],
+                class_counts(outcome.datasets),
+            )
+        )
         for key in KEY_METRICS
         if not select(results, *key).empty
     ]
@@ -241,20 +292,8 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         datasets=outcome.datasets,
         summary_header=header,
         summary_body=body,
-        results_columns=[
-            "dataset",
-            "encoder",
-            "domain",
-            "analysis",
-            "metric",
-            "setting",
-            "split",
-            "value",
-            "ci_low",
-            "ci_high",
-            "n",
-            "seed",
-        ],
+        summary_notes=notes,
+        results_columns=list(RESULT_COLUMNS.items()),
         results=table.to_dict("records"),
         bars=bars,
         heatmaps=_heatmaps(results),
@@ -262,7 +301,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         errors=errors.to_dict("records"),
         views_json=safe_json([asdict(v) for v in outcome.views]),
         thumbnails_json=safe_json(outcome.thumbnails),
-        provenance=provenance or {},
+        provenance=provenance,
         overlay=_overlay_section(outcome, results),
         audit=_audit_section(outcome, results),
     )

@@ -10,29 +10,37 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from medprobe.analysis.outcome import StudyOutcome
 from medprobe.names import slug as safe_name
 from medprobe.report.selection import KEY_METRICS, displayable, metric_name, select, slug, title
+from medprobe.report.style import DOMAIN_LEGEND, chance_level, class_counts, model_styles
 
 FORMATS = ("png", "pdf", "svg")
-DOMAIN_COLOURS = {
-    "medical": "#c0392b",
-    "general": "#2471a3",
-    "baseline": "#7f8c8d",
-    "unknown": "#8e44ad",
-    "": "#7f8c8d",
-}
+#: What journals' checks accept: TrueType (Type 42) fonts in PDFs, not Type 3; text kept as
+#: text (editable) in SVGs.
+RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "font.family": "DejaVu Sans"}
 
 
 def _save(fig, folder: Path, stem: str) -> list[Path]:
     paths = []
-    for fmt in FORMATS:
-        path = folder / f"{safe_name(stem)}.{fmt}"
-        fig.savefig(path, dpi=300 if fmt == "png" else None, bbox_inches="tight")
-        paths.append(path)
+    with plt.rc_context(RC):
+        for fmt in FORMATS:
+            path = folder / f"{safe_name(stem)}.{fmt}"
+            fig.savefig(path, dpi=300 if fmt == "png" else None, bbox_inches="tight")
+            paths.append(path)
     plt.close(fig)
     return paths
+
+
+def _legend_outside(ax, **options) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **options)
+
+
+def _styles(results: pd.DataFrame):
+    pairs = results[["encoder", "domain"]].drop_duplicates().itertuples(index=False)
+    return model_styles((p.encoder, p.domain) for p in pairs)
 
 
 def embedding_grids(outcome: StudyOutcome, folder: Path) -> list[Path]:
@@ -66,7 +74,10 @@ def embedding_grids(outcome: StudyOutcome, folder: Path) -> list[Path]:
         for ax in list(axes.flat)[len(views) :]:
             ax.axis("off")
         handles, names = axes.flat[0].get_legend_handles_labels()
-        fig.legend(
+        rows_needed = int(np.ceil(len(classes) / 6))
+        fig.suptitle(f"{dataset} — {method.upper()}", fontsize=11)
+        fig.tight_layout(rect=(0, 0.05 + 0.04 * rows_needed, 1, 0.95))
+        fig.legend(  # below the panels, never over them
             handles,
             names,
             loc="lower center",
@@ -75,15 +86,14 @@ def embedding_grids(outcome: StudyOutcome, folder: Path) -> list[Path]:
             markerscale=3,
             frameon=False,
         )
-        fig.suptitle(f"{dataset} — {method.upper()}", fontsize=11)
-        fig.tight_layout(rect=(0, 0.06, 1, 0.95))
         paths += _save(fig, folder, f"embeddings_{dataset}_{method}")
     return paths
 
 
-def paper_metric_bars(results: pd.DataFrame, folder: Path) -> list[Path]:
-    """Grouped bars (dataset x model) with 95% CI whiskers, coloured by domain."""
+def paper_metric_bars(results: pd.DataFrame, folder: Path, n_classes: dict[str, int]) -> list[Path]:
+    """Grouped bars (dataset x model) with 95% CI whiskers; a dashed line at chance."""
     paths = []
+    styles = _styles(results)
     for key in KEY_METRICS:
         metric = key[1]
         rows = select(results, *key)
@@ -97,6 +107,7 @@ def paper_metric_bars(results: pd.DataFrame, folder: Path) -> list[Path]:
             sub = rows[rows.encoder == encoder].set_index("dataset").reindex(datasets)
             x = np.arange(len(datasets)) + (j - (len(encoders) - 1) / 2) * width
             err = np.vstack([sub.value - sub.ci_low, sub.ci_high - sub.value])
+            style = styles[encoder]
             ax.bar(
                 x,
                 sub.value,
@@ -104,17 +115,21 @@ def paper_metric_bars(results: pd.DataFrame, folder: Path) -> list[Path]:
                 yerr=err,
                 capsize=2,
                 label=encoder,
-                color=DOMAIN_COLOURS.get(
-                    str(sub.domain.dropna().iloc[0]) if sub.domain.notna().any() else "", "#7f8c8d"
-                ),
-                alpha=0.35 + 0.65 * (j + 1) / len(encoders),
+                color=style.colour,
+                hatch=style.hatch,
                 edgecolor="black",
                 linewidth=0.3,
             )
+        for i, dataset in enumerate(datasets):
+            chance = chance_level(metric, n_classes.get(dataset))
+            if chance is not None:
+                ax.hlines(
+                    chance, i - 0.45, i + 0.45, colors="black", linestyles="--", linewidth=0.8
+                )
         ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel(metric_name(metric))
-        ax.set_title(f"{title(*key)} (95% CI)", fontsize=10)
-        ax.legend(fontsize=7, ncol=2, frameon=False)
+        ax.set_title(f"{title(*key)} (95% CI; dashed: chance)", fontsize=10)
+        _legend_outside(ax, fontsize=7)
         paths += _save(fig, folder, slug(*key))
     return paths
 
@@ -156,16 +171,30 @@ def domain_summary(results: pd.DataFrame, folder: Path) -> list[Path]:
     rows = select(results, "linear_probe", "balanced_accuracy")
     if rows.empty:
         return []
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    styles = _styles(results)
+    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.28 * rows.encoder.nunique()))
     order = rows.groupby("encoder").value.mean().sort_values().index.tolist()
     for i, encoder in enumerate(order):
-        sub = rows[rows.encoder == encoder]
-        colour = DOMAIN_COLOURS.get(str(sub.domain.iloc[0]), "#7f8c8d")
-        ax.scatter(sub.value, [i] * len(sub), color=colour, s=14)
-        ax.hlines(i, sub.ci_low.min(), sub.ci_high.max(), color=colour, linewidth=0.8, alpha=0.5)
+        sub, style = rows[rows.encoder == encoder], styles[encoder]
+        ax.scatter(sub.value, [i] * len(sub), color=style.colour, marker=style.marker, s=18)
+        ax.hlines(i, sub.ci_low.min(), sub.ci_high.max(), color=style.colour, linewidth=0.8)
     ax.set_yticks(range(len(order)), order, fontsize=8)
-    ax.set_xlabel("linear-probe balanced accuracy (dots: datasets; lines: CI range)")
-    ax.set_title("medical (red) vs general (blue) vs baselines (grey)", fontsize=10)
+    ax.set_xlabel("linear-probe balanced accuracy (dots: datasets; lines: range of the CIs)")
+    ax.set_title(DOMAIN_LEGEND, fontsize=9)
+    domains = rows[["encoder", "domain"]].drop_duplicates().set_index("encoder").domain
+    present = [d for d in ("medical", "general", "baseline") if d in set(domains)]
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=next(styles[e] for e in order if domains[e] == d).colour,
+            marker="o",
+            linestyle="",
+            label=d,
+        )
+        for d in present
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(fig, folder, "domain_summary")
 
 
@@ -175,7 +204,7 @@ def write_figures(outcome: StudyOutcome, folder: Path) -> list[Path]:
     results = displayable(outcome.results)
     return (
         embedding_grids(outcome, folder)
-        + paper_metric_bars(results, folder)
+        + paper_metric_bars(results, folder, class_counts(outcome.datasets))
         + similarity_heatmaps(results, folder)
         + domain_summary(results, folder)
     )
