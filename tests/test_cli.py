@@ -1,5 +1,6 @@
 """The command line as a user meets it: one-line errors with exit code 2, no tracebacks."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,13 +12,13 @@ import pytest
 from medprobe import __version__
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 600, columns: int = 200) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "medprobe.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": str(columns)},
     )
 
 
@@ -92,6 +93,22 @@ def test_demo_quick_end_to_end(tmp_path):
     results = pd.read_csv(tmp_path / "results.csv")
     assert set(results.encoder) == {"pixels", "handcrafted", "random-vit"}
     assert results.dataset.nunique() == 3
+    # no library warning reaches the user's terminal (they are logged to run.json)
+    noise = [
+        line
+        for line in result.stderr.splitlines()
+        if "Warning" in line or "warn(" in line or "overridden" in line
+    ]
+    assert noise == []
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert set(run["timings_s"]) >= {"extraction", "analyses", "embeddings"}
+    assert isinstance(run["warnings"], list)
+    # the closing summary: a table with intervals that fits an 80-column terminal
+    narrow = run_cli("demo", "--out", str(tmp_path), "--quick", columns=80)
+    assert narrow.returncode == 0, narrow.stderr
+    table = [line for line in narrow.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert len(table) >= 6 and max(len(line) for line in table) <= 80
+    assert "[95% CI]" in narrow.stdout and "] │" in narrow.stdout
 
 
 def test_data_inspect_prints_the_class_table(shared_data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ from medprobe._version import __version__
 from medprobe.errors import MedprobeError
 from medprobe.features.store import default_cache_dir
 from medprobe.names import printable
-from medprobe.progress import console, output
+from medprobe.progress import Stages, collected_warnings, console, output
 
 app = typer.Typer(
     name="medprobe",
@@ -80,12 +81,33 @@ def demo(
     images = positive(n if n is not None else (60 if quick else 150), "--n")
     writable_dir(out)
     outcome, files = run_demo(out, n=images, size=96 if quick else 128, seed=seed)
-    lp = outcome.results.query("analysis == 'linear_probe' and metric == 'balanced_accuracy'")
-    table = lp.pivot(index="encoder", columns="dataset", values="value").round(3)
-    output.print("linear-probe balanced accuracy (test split):")
-    output.print(table.to_string())
+    output.print(summary_table(outcome.results, "linear_probe", "balanced_accuracy"))
     for name, path in files.items():
-        output.print(f"wrote {name}: {path}")
+        output.print(f"wrote {name}: {path}", soft_wrap=True, highlight=False)
+
+
+def summary_table(results, analysis: str, metric: str):
+    """A rich table of one metric, model x dataset, ``value [95% CI]``: numbers never wrap,
+    long dataset names fold in their header."""
+    from rich.table import Table
+
+    rows = results[(results.analysis == analysis) & (results.metric == metric)]
+    datasets = list(dict.fromkeys(rows.dataset))
+    table = Table(title=f"{analysis.replace('_', ' ')}: {metric.replace('_', ' ')} [95% CI]")
+    table.add_column("model", no_wrap=True)
+    for dataset in datasets:
+        table.add_column(escape(dataset), no_wrap=False, overflow="fold", justify="right")
+    for encoder, group in rows.groupby("encoder", sort=False):
+        cells = []
+        by_dataset = group.set_index("dataset")
+        for dataset in datasets:
+            if dataset not in by_dataset.index:
+                cells.append("-")
+                continue
+            r = by_dataset.loc[dataset]
+            cells.append(f"{r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]")
+        table.add_row(escape(encoder), *cells)
+    return table
 
 
 @app.command("run")
@@ -127,20 +149,29 @@ def run_command(
     from medprobe.report.html import write_report  # heavy imports only once we know we can run
     from medprobe.study.runner import run_study
 
+    started = time.perf_counter()
     outcome = run_study(config, out)
-    files = write_report(outcome, out)
+    before_report = time.perf_counter()
+    with collected_warnings():
+        files = write_report(outcome, out)
+    outcome.timings["report"] = time.perf_counter() - before_report
     for name, path in {
         "results.csv": out / "results.csv",
         **files,
         "run.json": out / "run.json",
     }.items():
-        output.print(f"wrote {name}: {path}")
+        output.print(f"wrote {name}: {path}", soft_wrap=True, highlight=False)
     pairs = outcome.pairs
     errors = int((outcome.results.analysis == "error").sum())
     output.print(
         f"{len(outcome.results)} result rows; {pairs['succeeded']} of {pairs['total']} "
         f"model/dataset pairs succeeded, {pairs['failed']} failed; {errors} error row(s)"
     )
+    stages = Stages()
+    stages.seconds = outcome.timings
+    output.print(f"done in {time.perf_counter() - started:.1f} s: {stages.summary()}")
+    if outcome.warnings:
+        output.print(f"{len(outcome.warnings)} library warning(s) were logged to run.json")
     if pairs["succeeded"] == 0 or (strict and errors):
         raise typer.Exit(1)
 
@@ -153,7 +184,7 @@ def report_command(out: Annotated[Path, typer.Argument(help="A study output fold
 
     files = write_report(load_outcome(out), out)
     for name, path in files.items():
-        output.print(f"wrote {name}: {path}")
+        output.print(f"wrote {name}: {path}", soft_wrap=True, highlight=False)
 
 
 @app.command("compare")

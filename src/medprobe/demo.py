@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medprobe.analysis.outcome import StudyOutcome
+from medprobe.progress import collected_warnings
 from medprobe.report.html import write_report
 from medprobe.study.config import load_config
 from medprobe.study.runner import run_study
@@ -29,5 +30,6 @@ def run_demo(
         update={"datasets": datasets, "seed": seed, "cache": str(out / "cache")}
     )
     outcome = run_study(config, out, show_progress=show_progress)
-    files = write_report(outcome, out)
+    with collected_warnings():
+        files = write_report(outcome, out)
     return outcome, files

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -64,3 +66,48 @@ def optional_progress(progress: Progress | None, show: bool = True) -> Iterator[
         return
     with progress_bar(disable=not show) as own:
         yield own
+
+
+class Stages:
+    """Wall time per stage of a run (extraction, analyses, ...), and, with a progress display,
+    one line per step while it runs (its name and elapsed time), removed when it ends."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, stage: str, label: str | None = None) -> Iterator[None]:
+        task = None
+        if self.progress is not None and label is not None:
+            task = self.progress.add_task(label, total=None)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            if task is not None:
+                self.progress.remove_task(task)
+
+    def summary(self) -> str:
+        """``extraction 12.3 s, analyses 4.5 s``, longest first."""
+        ordered = sorted(self.seconds.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{stage} {_duration(seconds)}" for stage, seconds in ordered)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Catch library warnings (the user cannot act on them) into a list instead of the
+    terminal; each distinct message once."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield found
+    found += sorted({f"{w.category.__name__}: {w.message}" for w in caught})

@@ -40,6 +40,10 @@ class StudyOutcome:
     audit_examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     #: model/dataset pairs of the run: total, succeeded (analysed), failed
     pairs: dict[str, int] = field(default_factory=lambda: {"total": 0, "succeeded": 0, "failed": 0})
+    #: wall time per stage of the run (extraction, analyses, embeddings), seconds
+    timings: dict[str, float] = field(default_factory=dict)
+    #: library warnings caught during the run (logged to run.json, not printed)
+    warnings: list[str] = field(default_factory=list)
 
 
 def dataset_summary(dataset: Dataset) -> dict[str, Any]:

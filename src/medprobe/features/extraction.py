@@ -255,6 +255,8 @@ class ExtractJob:
                 bar.update(task, completed=start + len(kept) + len(skipped))
             if kept or skipped or (start < indices.stop):
                 sink.write(start, indices.stop, _part(dataset, kept, chunks, skipped, dim))
+            if progress is not None:  # the caller's display: keep it to the steps running now
+                bar.remove_task(task)
 
 
 def cache_key(

@@ -58,12 +58,12 @@ def write_run_json(
     seed: int,
     out: Path,
     encoders: list[dict[str, Any]],
-    pairs: dict[str, int],
+    run: dict[str, Any],
 ) -> None:
-    """``out/run.json`` (atomic)."""
+    """``out/run.json`` (atomic); ``run``: pairs done, time per stage, library warnings."""
     record = {
         "config": config,
-        "pairs": pairs,
+        **run,
         "versions": library_versions(),
         "encoders": encoders,
         "seed": seed,

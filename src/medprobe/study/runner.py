@@ -33,7 +33,7 @@ from medprobe.features import FeatureSet, extract
 from medprobe.features.store import FeatureStore, default_cache_dir
 from medprobe.fingerprint import fingerprint
 from medprobe.overlay.spec import OverlaySpec
-from medprobe.progress import console, progress_bar
+from medprobe.progress import Stages, collected_warnings, console, progress_bar
 from medprobe.report.outputs import write_results, write_views
 from medprobe.report.thumbnails import captioned, overlay_examples, thumbnails
 from medprobe.study.config import ModelEntry, StudyConfig, TextAuditConfig
@@ -125,20 +125,24 @@ def run_unit(
     *,
     audit: TextAudit | None = None,
     saved: UnitStore | None = None,
-    progress=None,
+    stages: Stages | None = None,
     show_progress: bool = False,
 ) -> Unit:
     """Extract (or reuse) the features of ``encoder`` on ``dataset`` and run the plan's
-    analyses on them; a unit stored for the same key is reused instead of recomputed."""
-    fs = extract(
-        encoder,
-        dataset,
-        cache=plan.store,
-        batch_size=plan.batch_size,
-        engine=plan.engine,
-        progress=progress,
-        show_progress=show_progress,
-    )
+    analyses on them; a unit stored for the same key is reused instead of recomputed.
+    ``stages`` times each step (and shows it on its progress display)."""
+    stages = stages or Stages()
+    pair = f"{encoder.name} on {dataset.name}"
+    with stages.step("extraction"):
+        fs = extract(
+            encoder,
+            dataset,
+            cache=plan.store,
+            batch_size=plan.batch_size,
+            engine=plan.engine,
+            progress=stages.progress,
+            show_progress=show_progress,
+        )
     unit_input = UnitInput(
         features=fs,
         encoder=encoder,
@@ -152,11 +156,15 @@ def run_unit(
     key = plan.unit_key(encoder, dataset)
     unit = saved.load(encoder.name, dataset.name, key) if saved else None
     if unit is None:
-        views = [_view(fs, Embedding2D(m, seed=plan.seed).fit(fs), m) for m in plan.embeddings]
+        views = []
+        for method in plan.embeddings:
+            with stages.step("embeddings", f"{pair}: {method}"):
+                views.append(_view(fs, Embedding2D(method, seed=plan.seed).fit(fs), method))
         rows: list[Row] = []
         for entry in plan.entries("unit"):
             if encoder.has_text or not entry.needs_text:
-                rows += _contained(entry, unit_input)
+                with stages.step("analyses", f"{pair}: {entry.name}"):
+                    rows += _contained(entry, unit_input)
         unit = Unit(
             key=key,
             encoder=encoder.name,
@@ -238,7 +246,8 @@ def run_models(
     units: dict[str, list[Unit]] = {name: [] for name in datasets}
     entries = [ModelEntry(name=m) if isinstance(m, str) else m for m in models]
     with progress_bar(disable=not show_progress) as bar:
-        overall = bar.add_task("study", total=len(entries) * len(datasets))
+        stages = Stages(bar)
+        overall = bar.add_task("study: model x dataset pairs", total=len(entries) * len(datasets))
         for model in entries:
             try:
                 encoder = create_encoder(
@@ -261,7 +270,7 @@ def run_models(
             for name, dataset in datasets.items():
                 try:
                     unit = run_unit(
-                        encoder, dataset, plan, audit=audits.get(name), saved=saved, progress=bar
+                        encoder, dataset, plan, audit=audits.get(name), saved=saved, stages=stages
                     )
                 except Exception as exc:
                     if not isinstance(exc, MedprobeError):
@@ -273,10 +282,11 @@ def run_models(
                     outcome.views += unit.views
                     outcome.skipped += unit.skipped
                 bar.advance(overall)
-    for name, done in units.items():
-        group = DatasetInput(name, [u.input for u in done if u.input is not None], plan.seed)
-        for entry in plan.entries("dataset"):
-            rows += _contained(entry, group)
+        for name, done in units.items():
+            group = DatasetInput(name, [u.input for u in done if u.input is not None], plan.seed)
+            for entry in plan.entries("dataset"):
+                with stages.step("analyses", f"{name}: {entry.name} across models"):
+                    rows += _contained(entry, group)
     for name, dataset in datasets.items():
         try:
             outcome.thumbnails[name] = thumbnails(
@@ -290,6 +300,7 @@ def run_models(
     succeeded = sum(len(done) for done in units.values())
     total = len(entries) * (len(datasets) + failed_datasets)
     outcome.pairs = {"total": total, "succeeded": succeeded, "failed": total - succeeded}
+    outcome.timings = dict(stages.seconds)
     return outcome, provenance
 
 
@@ -341,8 +352,26 @@ def run_study(config: StudyConfig, out: Path, *, show_progress: bool = True) -> 
     """Run (or resume) every model on every dataset of a study file; write results.csv,
     results.parquet, views.json and run.json under ``out`` (the report is written by the CLI)."""
     out.mkdir(parents=True, exist_ok=True)
+    with collected_warnings() as caught:  # logged to run.json, not printed
+        outcome, provenance = _run_study(config, out, show_progress)
+    outcome.warnings = caught
+    write_results(outcome.results, out)
+    write_views(outcome, out)
+    write_run_json(
+        config.model_dump(mode="json"),
+        config.seed,
+        out,
+        provenance,
+        {"pairs": outcome.pairs, "timings_s": outcome.timings, "warnings": outcome.warnings},
+    )
+    return outcome
+
+
+def _run_study(
+    config: StudyConfig, out: Path, show_progress: bool
+) -> tuple[StudyOutcome, list[dict[str, Any]]]:
     datasets, rows = open_datasets(config)
-    outcome, provenance = run_models(
+    return run_models(
         config.models,
         datasets,
         Plan.of(config),
@@ -352,10 +381,6 @@ def run_study(config: StudyConfig, out: Path, *, show_progress: bool = True) -> 
         rows=rows,
         failed_datasets=len(config.datasets) - len(datasets),
     )
-    write_results(outcome.results, out)
-    write_views(outcome, out)
-    write_run_json(config.model_dump(mode="json"), config.seed, out, provenance, outcome.pairs)
-    return outcome
 
 
 def run_grid(
