@@ -44,6 +44,16 @@ def _root(
     """medprobe: probe the image features of medical and general vision-language models."""
 
 
+def _pairs(values: list[str] | None, option: str) -> dict[str, str] | None:
+    """``["dataset=busi_256"]`` -> ``{"dataset": "busi_256"}`` (one clear line when malformed)."""
+    if not values:
+        return None
+    bad = [v for v in values if "=" not in v]
+    if bad:
+        raise MedprobeError(f"{option} takes COLUMN=VALUE; got {bad[0]!r}")
+    return dict(v.split("=", 1) for v in values)
+
+
 def writable_dir(path: Path, option: str = "--out") -> Path:
     """Create ``path`` if needed and prove it is writable, or explain in one sentence why not."""
     if path.exists() and not path.is_dir():
@@ -557,6 +567,14 @@ def data_inspect(
         Path, typer.Argument(help="Class folders, a .csv/.parquet manifest or a .npz.")
     ],
     modality: Annotated[str | None, typer.Option(help="e.g. dermoscopy, chest x-ray.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep manifest rows where COLUMN=VALUE (repeatable)."),
+    ] = None,
+    group_column: Annotated[
+        str | None, typer.Option(help="Manifest column of the patient / lesion.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable findings.")] = False,
 ) -> None:
     """Print modality, classes per split, image sizes and modes, and problems found."""
     from rich.table import Table
@@ -564,7 +582,12 @@ def data_inspect(
     from medprobe.datasets import open_dataset
     from medprobe.datasets.inspect import inspect_dataset
 
-    found = inspect_dataset(open_dataset(path, modality=modality))
+    options = {"where": _pairs(where, "--where"), "group_column": group_column}
+    dataset = open_dataset(path, modality=modality, **options)
+    found = inspect_dataset(dataset, show_progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(found.to_json(), indent=1))
+        return
     output.print(
         f"[bold]{escape(found.name)}[/]  modality: {escape(found.modality)}  listed by: "
         f"{escape(found.listing)}  unit: {escape(found.unit)}"

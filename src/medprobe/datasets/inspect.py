@@ -28,6 +28,19 @@ class Inspection:
     modes: Counter = field(default_factory=Counter)  # original PIL mode (or "DICOM")
     problems: list[tuple[str, str]] = field(default_factory=list)  # (image id or "-", reason)
 
+    def to_json(self) -> dict:
+        """The findings as plain JSON (``medprobe data inspect --json``)."""
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "listing": self.listing,
+            "unit": self.unit,
+            "counts": self.counts,
+            "sizes": [{"width": w, "height": h, "images": n} for (w, h), n in self.sizes.items()],
+            "modes": dict(self.modes),
+            "problems": [{"id": i, "reason": r} for i, r in self.problems],
+        }
+
 
 def _original_mode(path: Path) -> str:
     if is_dicom(path):
