@@ -16,8 +16,8 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from medprobe._version import __version__
 from medprobe.errors import MedprobeError
-from medprobe.features.store import default_cache_dir
 from medprobe.names import printable
+from medprobe.paths import default_cache_dir
 from medprobe.progress import Stages, collected_warnings, console, output
 
 app = typer.Typer(

@@ -22,7 +22,6 @@ from typing import Any
 
 from braceexpand import braceexpand
 from PIL import Image
-from webdataset.tariterators import base_plus_ext
 
 from medprobe.datasets.base import Dataset, Record, SkippedRecord
 from medprobe.datasets.files import FileOptions, Fingerprint, finish_records
@@ -114,6 +113,8 @@ def webdataset(
     split is generated. Samples without an image or a label are left out with the reason.
     Shards must be uncompressed ``.tar`` (random access).
     """
+    from webdataset.tariterators import base_plus_ext  # pulls in torch: only when used
+
     shards = [Path(p).expanduser() for p in braceexpand(str(pattern))]
     missing = [str(p) for p in shards if not p.is_file()]
     if missing:

@@ -54,11 +54,6 @@ _ROOT_ITEM = re.compile(r"^([0-9a-f]{2}|\.medprobe-store|\.[0-9a-f]{2}.*\.tmp)$"
 _OWNED = re.compile(r"^(manifest\.json|features\.npy|index\.npz|part-\d+\.npz|\..*\.tmp)$")
 
 
-def default_cache_dir() -> Path:
-    """The feature store when none is named: ``$MEDPROBE_CACHE`` or ``~/.cache/medprobe``."""
-    return Path(os.environ.get("MEDPROBE_CACHE", "~/.cache/medprobe")).expanduser()
-
-
 def default_lock_timeout() -> float:
     """Seconds to wait for another process's lock: ``$MEDPROBE_LOCK_TIMEOUT`` or 6 hours (an
     extraction of a big dataset can hold a lock that long)."""

@@ -30,9 +30,10 @@ from medprobe.encoders import create_encoder
 from medprobe.encoders.base import Encoder
 from medprobe.errors import MedprobeError
 from medprobe.features import FeatureSet, extract
-from medprobe.features.store import FeatureStore, default_cache_dir
+from medprobe.features.store import FeatureStore
 from medprobe.fingerprint import fingerprint
 from medprobe.overlay.spec import OverlaySpec
+from medprobe.paths import default_cache_dir
 from medprobe.progress import Stages, collected_warnings, console, progress_bar
 from medprobe.report.outputs import write_results, write_views
 from medprobe.report.thumbnails import captioned, overlay_examples, thumbnails
