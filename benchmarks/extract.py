@@ -129,8 +129,7 @@ def main() -> None:
     names = args.subset.split(",")
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
     for spec in (SMALL, BIG):
-        encoder = create_encoder(spec, device=args.device)
-        encoder.precision = args.precision
+        encoder = create_encoder(spec, device=args.device, precision=args.precision)
         for name in names:
             ds = manifest(args.data / "MANIFEST.csv", where={"dataset": name})
             model_rate = model_only_rate(encoder, max(64, len(ds) // 2), args.batch_size)

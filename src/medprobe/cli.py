@@ -55,6 +55,14 @@ def writable_dir(path: Path, option: str = "--out") -> Path:
     return path
 
 
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (the GPU when one is visible), cpu, cuda or cuda:N.")
+]
+PrecisionOption = Annotated[
+    str, typer.Option(help="fp32, bf16 or fp16 (part of the cache key; runs on CPU too).")
+]
+
+
 def positive(value: int, option: str) -> int:
     if value <= 0:
         raise MedprobeError(f"{option} must be a positive number, got {value}")
@@ -96,6 +104,14 @@ def run_command(
     download: Annotated[
         bool, typer.Option(help="Download missing weights from the hub instead of stopping.")
     ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="The study's device (auto, cpu, cuda, cuda:N); models may set theirs."),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="The study's precision (fp32, bf16, fp16); models may set theirs."),
+    ] = None,
 ) -> None:
     """Run a whole study (models x datasets x analyses); rerun to resume."""
     from medprobe.study.config import load_config
@@ -104,6 +120,7 @@ def run_command(
     config = load_config(study)
     if data_root is not None:
         config = config.model_copy(update={"base_dir": str(data_root.expanduser())})
+    config = config.with_overrides(device=device, precision=precision)
     missing = preflight(config, download=download)
     if missing:
         console.print(
@@ -214,6 +231,8 @@ def overlay_command(
     cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,
     out: Annotated[Path | None, typer.Option(help="Also write overlay.csv here.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Local weights for a zoo model.")] = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """How much do words written on the images move one model's features?"""
     from pydantic import ValidationError
@@ -235,7 +254,7 @@ def overlay_command(
         first = exc.errors()[0]
         raise MedprobeError(f"overlay {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     dataset = open_dataset(data, modality=modality)
-    encoder = create_encoder(model, weights=weights)
+    encoder = create_encoder(model, weights=weights, device=device, precision=precision)
     store = writable_dir(cache or default_cache_dir(), "--cache")
     results = overlay_bias(encoder, dataset, specs, cache=store, show_progress=True)
     table = Table("overlay", "metric", "value [95% CI]", title=f"{encoder.name} on {dataset.name}")
@@ -353,6 +372,8 @@ def models_check(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow this model to run code from its repository.")
     ] = False,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Load an encoder (from the hub, the HF cache or --weights) and embed one test image."""
     from PIL import Image
@@ -360,12 +381,17 @@ def models_check(
     from medprobe.encoders import create_encoder
 
     encoder = create_encoder(
-        name, weights=weights, revision=revision, trust_remote_code=trust_remote_code
+        name,
+        device=device,
+        precision=precision,
+        weights=weights,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
     )
     features = encoder.encode_images(encoder.preprocess(Image.new("RGB", (256, 256))).unsqueeze(0))
     output.print(
-        f"{encoder.name}: ok, {features.shape[1]}-d features from "
-        f"{encoder.weights_source or 'built-in/random weights'}"
+        f"{encoder.name}: ok, {features.shape[1]}-d features on {encoder.device} in "
+        f"{encoder.precision} from {encoder.weights_source or 'built-in/random weights'}"
     )
 
 
@@ -379,8 +405,8 @@ def extract_command(
     workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
     dtype: Annotated[str, typer.Option(help="float32 or float16 storage.")] = "float32",
     engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (GPU only).")] = "fp32",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Local weights for a zoo model.")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow remote model code.")] = False,
     revision: Annotated[str | None, typer.Option(help="Hub revision (commit).")] = None,
@@ -391,19 +417,16 @@ def extract_command(
     from medprobe.features import extract
 
     positive(batch_size, "--batch-size")
-    if precision not in {"fp32", "bf16", "fp16"}:
-        raise MedprobeError(f"--precision must be fp32, bf16 or fp16; got {precision!r}")
     store = writable_dir(cache or default_cache_dir(), "--cache")
     dataset = open_dataset(data, modality=modality)
     encoder = create_encoder(
         model,
         device=device,
+        precision=precision,
         weights=weights,
         revision=revision,
         trust_remote_code=trust_remote_code,
     )
-    if hasattr(encoder, "precision"):
-        encoder.precision = precision
     fs = extract(
         encoder,
         dataset,
@@ -414,8 +437,8 @@ def extract_command(
         engine=engine,
     )
     output.print(
-        f"{fs.encoder} on {fs.dataset}: {len(fs)} images x {fs.dim} dims, "
-        f"{len(fs.skipped)} skipped -> {fs.meta['cache_path']}"
+        f"{fs.encoder} on {fs.dataset} ({encoder.device}, {encoder.precision}): {len(fs)} images"
+        f" x {fs.dim} dims, {len(fs.skipped)} skipped -> {fs.meta['cache_path']}"
     )
 
 

@@ -11,6 +11,7 @@ import torch
 from medprobe.encoders.base import TorchEncoder
 from medprobe.encoders.hub import OPEN_CLIP_FILES, hub_cache_dir
 from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
+from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 
 _CHECKPOINTS = (
@@ -25,9 +26,14 @@ class OpenClipEncoder(TorchEncoder):
     """Projected image embedding (``encode_image``) and text embedding (``encode_text``)."""
 
     def __init__(
-        self, spec: EncoderSpec, module: torch.nn.Module, model_name: str, device: str = "cpu"
+        self,
+        spec: EncoderSpec,
+        module: torch.nn.Module,
+        model_name: str,
+        options: BuildOptions,
+        weights: WeightsRef,
     ) -> None:
-        super().__init__(spec, module, device)
+        super().__init__(spec, module, options, weights)
         self.model_name = model_name
         self._tokenizer = None
 
@@ -55,11 +61,9 @@ def _checkpoint(folder: Path) -> Path:
     return found[0]
 
 
-def load_open_clip(
-    spec: EncoderSpec, *, device: str = "cpu", weights: Path | None = None, **_: object
-) -> OpenClipEncoder:
+def load_open_clip(spec: EncoderSpec, options: BuildOptions) -> OpenClipEncoder:
     """Loader for ``library == "open_clip"`` specs (always ``weights_only`` / safetensors)."""
-    folder, source = weights_folder(spec, weights, OPEN_CLIP_FILES)
+    folder, source = weights_folder(spec, options.weights, OPEN_CLIP_FILES)
     # A folder with open_clip_config.json describes itself; otherwise the spec names a built-in
     # architecture and the folder (or file) holds its checkpoint.
     self_described = folder.is_dir() and (folder / "open_clip_config.json").is_file()
@@ -69,14 +73,12 @@ def load_open_clip(
         model, _ = open_clip.create_model_from_pretrained(
             model_name,
             pretrained=None if self_described else str(_checkpoint(folder)),
-            device=device,
             weights_only=True,
             cache_dir=str(hub_cache_dir()),
             **spec.options.get("model_args", {}),
         )
         return model
 
-    encoder = OpenClipEncoder(spec, checked_load(spec, folder, build), model_name, device)
-    encoder.weights_source = source
-    encoder.weights_digest = weights_digest(folder)
-    return encoder
+    module = checked_load(spec, folder, build)
+    weights = WeightsRef(source, weights_digest(folder))
+    return OpenClipEncoder(spec, module, model_name, options, weights)

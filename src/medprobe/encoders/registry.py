@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medprobe.encoders.options import BuildOptions, check_precision, resolve_device
 from medprobe.encoders.spec import Domain, EncoderSpec
 from medprobe.encoders.zoo import BASELINES
 from medprobe.encoders.zoo_general import GENERAL
@@ -58,8 +59,9 @@ def list_specs(domain: Domain | None = None) -> list[EncoderSpec]:
 
 def create_encoder(
     name_or_spec: str | EncoderSpec,
-    device: str = "cpu",
     *,
+    device: str = "cpu",
+    precision: str = "fp32",
     weights: str | Path | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
@@ -69,9 +71,14 @@ def create_encoder(
 
     ``name_or_spec``: a zoo name or alias (``medprobe models``), ``local:/path/to/folder`` (an
     open_clip, transformers or timm checkpoint folder; ``domain`` labels it), or a spec.
-    ``weights`` points a zoo spec at a local folder or file instead of the hub; ``revision``
-    overrides the spec's hub revision; ``trust_remote_code`` allows models that run code from
-    their repository (LLM2CLIP) to do so.
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (the GPU when one is visible);
+    ``precision``: ``fp32``, ``bf16`` or ``fp16`` -- the model is built on that device and cast
+    to that precision, and both are part of the encoder's identity (so of every cache key).
+    Reduced precision runs for real on the CPU too (torch CPU autocast); the numpy baselines
+    compute in fp32 only and refuse anything else. ``weights`` points a zoo spec at a local
+    folder or file instead of the hub; ``revision`` overrides the spec's hub revision;
+    ``trust_remote_code`` allows models that run code from their repository to do so.
+    The encoder is immutable: build another one to change any of these.
     """
     if isinstance(name_or_spec, EncoderSpec):
         spec = name_or_spec
@@ -84,16 +91,25 @@ def create_encoder(
         spec = get_spec(name_or_spec)
     if revision is not None:
         spec = spec.model_copy(update={"revision": revision})
+    options = BuildOptions(
+        device=resolve_device(device),
+        precision=check_precision(precision),
+        weights=Path(weights) if weights is not None else None,
+        trust_remote_code=trust_remote_code,
+    )
     module, function = _LOADERS[spec.library].split(":")
-    loader = getattr(importlib.import_module(module), function)
-    options = {
-        "weights": Path(weights) if weights is not None else None,
-        "trust_remote_code": trust_remote_code,
-    }
-    encoder = loader(spec, device=device, **options)
-    # What rebuilds this encoder in another process (Ray actors load weights where they run).
-    encoder.recipe = {"name_or_spec": spec, **options}
-    return encoder
+    return getattr(importlib.import_module(module), function)(spec, options)
+
+
+def computes_in(name_or_spec: str | EncoderSpec, precision: str) -> bool:
+    """Whether an encoder can compute in ``precision`` (the numpy baselines: fp32 only); a
+    study-level precision applies to the models that can."""
+    spec = name_or_spec
+    if isinstance(spec, str):
+        if spec.startswith(LOCAL_PREFIX) or spec.lower() not in _ALIASES:
+            return True
+        spec = get_spec(spec)
+    return precision == "fp32" or spec.library != "baseline"
 
 
 def _register_all(specs: Iterable[EncoderSpec]) -> None:

@@ -9,6 +9,7 @@ import torch
 from medprobe.encoders.base import TorchEncoder
 from medprobe.encoders.hub import TRANSFORMERS_FILES
 from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
+from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
@@ -18,9 +19,14 @@ class HFEncoder(TorchEncoder):
     ``pooled``: the model's ``pooler_output``."""
 
     def __init__(
-        self, spec: EncoderSpec, module: torch.nn.Module, folder: Path, device: str = "cpu"
+        self,
+        spec: EncoderSpec,
+        module: torch.nn.Module,
+        folder: Path,
+        options: BuildOptions,
+        weights: WeightsRef,
     ) -> None:
-        super().__init__(spec, module, device)
+        super().__init__(spec, module, options, weights)
         self.folder = folder
         self._tokenizer = None
 
@@ -78,17 +84,11 @@ class LLM2CLIPEncoder(HFEncoder):
         return self.module.get_text_features(embeddings.float())
 
 
-def load_transformers(
-    spec: EncoderSpec,
-    *,
-    device: str = "cpu",
-    weights: Path | None = None,
-    trust_remote_code: bool = False,
-    **_: object,
-) -> HFEncoder:
+def load_transformers(spec: EncoderSpec, options: BuildOptions) -> HFEncoder:
     """Loader for ``library == "transformers"`` specs (safetensors; remote code only on opt-in)."""
+    weights = options.weights
     if spec.trust_remote_code:
-        if not trust_remote_code:
+        if not options.trust_remote_code:
             raise MedprobeError(
                 f"{spec.name} runs code from its hub repository; allow it explicitly with "
                 "trust_remote_code=True (CLI: --trust-remote-code)"
@@ -112,7 +112,4 @@ def load_transformers(
         ),
     )
     kind = LLM2CLIPEncoder if spec.options.get("text_llm") else HFEncoder
-    encoder = kind(spec, module, folder, device)
-    encoder.weights_source = source
-    encoder.weights_digest = weights_digest(folder)
-    return encoder
+    return kind(spec, module, folder, options, WeightsRef(source, weights_digest(folder)))

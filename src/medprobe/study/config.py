@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -28,14 +28,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: ``auto`` (the GPU when one is visible), ``cpu``, ``cuda`` or ``cuda:N``.
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
 class ModelEntry(_Strict):
-    """A zoo name (or ``local:/path``), optionally with local weights or a pinned revision."""
+    """A zoo name (or ``local:/path``), optionally with local weights or a pinned revision, and
+    its own ``device`` / ``precision`` (default: the study's)."""
 
     name: str
     weights: str | None = None
     revision: str | None = None
     trust_remote_code: bool = False
     domain: Literal["medical", "general", "baseline", "unknown"] = "unknown"
+    device: Device | None = None
+    precision: Precision | None = None
 
 
 class DatasetEntry(_Strict):
@@ -103,6 +111,10 @@ class StudyConfig(_Strict):
     text_audit: TextAuditConfig | None = None
     cache: str | None = None
     engine: Literal["local", "ray"] = "local"
+    device: Device = "auto"
+    precision: Precision = Field(
+        "fp32", description="every model's precision, where it applies (baselines: fp32)"
+    )
     batch_size: int = Field(32, gt=0)
     thumbnails: int = Field(3000, ge=0, description="hover thumbnails per dataset in the report")
     base_dir: str = "."
@@ -127,6 +139,20 @@ class StudyConfig(_Strict):
                 "models": [{"name": m} if isinstance(m, str) else m for m in data["models"]],
             }
         return data
+
+    def with_overrides(
+        self, *, device: str | None = None, precision: str | None = None
+    ) -> StudyConfig:
+        """The same study with the study-level device / precision replaced (CLI options), each
+        validated like the file's own."""
+        changes = {k: v for k, v in (("device", device), ("precision", precision)) if v}
+        if not changes:
+            return self
+        try:
+            return StudyConfig.model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise MedprobeError(f"--{first['loc'][0]}: {first['msg']}") from None
 
     def resolve(self, path: str) -> Path:
         """A path from the study file, relative to the study file's folder."""

@@ -37,6 +37,8 @@ def encoder_provenance(encoder: Encoder) -> dict[str, Any]:
     return {
         "encoder": encoder.name,
         "identity": encoder.identity(),
+        "device": str(encoder.device),
+        "precision": encoder.precision,
         "weights": encoder.weights_source,
         "digest": encoder.weights_digest,
         "spec": encoder.spec.model_dump(mode="json"),
