@@ -65,7 +65,25 @@ def offline() -> bool:
     )
 
 
-def fetch(model: str, repo_id: str, revision: str | None, patterns: Sequence[str]) -> Path:
+def download_command(
+    repo_id: str, revision: str | None, patterns: Sequence[str], repo_type: str = "model"
+) -> str:
+    """The one ``hf download`` command that fetches exactly the files medprobe reads."""
+    parts = ["hf download", repo_id]
+    if repo_type != "model":
+        parts.append(f"--repo-type {repo_type}")
+    parts.append(f"--revision {revision or 'main'}")
+    parts += [f"--include '{p}'" for p in patterns]
+    return " ".join(parts)
+
+
+def fetch(
+    model: str,
+    repo_id: str,
+    revision: str | None,
+    patterns: Sequence[str],
+    repo_type: str = "model",
+) -> Path:
     """The snapshot folder of ``repo_id`` at ``revision`` holding ``patterns``.
 
     Failure is one sentence naming the model, what to download and where to put it.
@@ -73,12 +91,14 @@ def fetch(model: str, repo_id: str, revision: str | None, patterns: Sequence[str
     rev = revision or "main"
     where = hub_cache_dir()
     how = (
-        f"download it with `hf download {repo_id} --revision {rev}` (into the HF cache at "
-        f"{where}), or pass a local folder with weights=/path or local:/path"
+        f"download it with `{download_command(repo_id, revision, patterns, repo_type)}` (into "
+        f"the HF cache at {where}), or pass a local folder with --weights /path (weights: in a "
+        "study file)"
     )
     try:
         path = snapshot_download(
             repo_id,
+            repo_type=repo_type,
             revision=revision,
             allow_patterns=list(patterns),
             cache_dir=where,

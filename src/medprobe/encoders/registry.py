@@ -23,6 +23,9 @@ _LOADERS: dict[str, str] = {
     "timm": "medprobe.encoders.timm_loader:load_timm",
     "open_clip": "medprobe.encoders.open_clip_loader:load_open_clip",
     "transformers": "medprobe.encoders.transformers_loader:load_transformers",
+    "custom": "medprobe.encoders.custom_loader:load_custom",
+    "hi-ml-multimodal": "medprobe.encoders.himl_loader:load_hi_ml",
+    "conch": "medprobe.encoders.conch_loader:load_conch",
 }
 LOCAL_PREFIX = "local:"
 _SPECS: dict[str, EncoderSpec] = {}

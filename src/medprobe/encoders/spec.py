@@ -17,10 +17,12 @@ INCEPTION_STD = (0.5, 0.5, 0.5)
 NO_NORM_MEAN = (0.0, 0.0, 0.0)
 NO_NORM_STD = (1.0, 1.0, 1.0)
 
-Library = Literal["baseline", "open_clip", "transformers", "timm"]
+Library = Literal[
+    "baseline", "open_clip", "transformers", "timm", "custom", "hi-ml-multimodal", "conch"
+]
 Domain = Literal["medical", "general", "baseline", "unknown"]
 Embedding = Literal["projected", "pooled", "cls", "pixels", "handcrafted"]
-ResizeMode = Literal["resize_center_crop", "squash", "pad"]
+ResizeMode = Literal["resize_center_crop", "squash", "pad", "pad_bottom_right"]
 Interpolation = Literal["bicubic", "bilinear", "nearest"]
 
 
@@ -34,7 +36,9 @@ class Preprocessing(_Frozen):
     ``resize_center_crop`` resizes the shorter side to ``resize_size`` (default ``image_size``)
     and crops the centre to ``image_size`` (CLIP/open_clip default; DINOv2 resizes to 256, crops
     224); ``squash`` resizes both sides to ``image_size`` ignoring the aspect
-    ratio; ``pad`` pads to a square with black, then resizes.
+    ratio; ``pad`` pads to a square with black, then resizes; ``pad_bottom_right`` resizes the
+    longer side to ``image_size`` keeping the aspect ratio and zero-pads the bottom and right
+    (FLAIR's canvas).
     """
 
     image_size: int = Field(gt=0)

@@ -22,6 +22,28 @@ def _pad_to_square(image: Image.Image) -> Image.Image:
     return ImageOps.pad(image, (side, side), color=(0, 0, 0), centering=(0.5, 0.5))
 
 
+class _PadBottomRight:
+    """Longer side to ``size`` (aspect kept, ``int`` of the scaled sides as FLAIR computes them),
+    then black padding at the bottom and right to a ``size`` x ``size`` canvas."""
+
+    def __init__(self, size: int, interpolation: Image.Resampling) -> None:
+        self.size, self.interpolation = size, interpolation
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        scale = max(image.size) / self.size
+        w, h = int(image.width / scale), int(image.height / scale)
+        canvas = Image.new("RGB", (self.size, self.size))
+        canvas.paste(image.resize((w, h), self.interpolation, reducing_gap=None), (0, 0))
+        return canvas
+
+
+_PIL = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
 def build_geometry(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> uint8 tensor [3, S, S]: the resize/crop/pad part of ``pre``.
 
@@ -36,6 +58,8 @@ def build_geometry(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
         geometry = [T.Resize(resize, interpolation=interpolation), T.CenterCrop(size)]
     elif pre.resize_mode == "squash":
         geometry = [T.Resize((size, size), interpolation=interpolation)]
+    elif pre.resize_mode == "pad_bottom_right":
+        geometry = [_PadBottomRight(size, _PIL[pre.interpolation])]
     else:  # pad: keep the whole image and its aspect ratio
         geometry = [_pad_to_square, T.Resize((size, size), interpolation=interpolation)]
     return T.Compose([*geometry, T.ToImage()])
