@@ -549,3 +549,123 @@ def test_keep_hub_layout_without_remote_code(tmp_path, hf_cache, images):
     with torch.inference_mode():
         expected = F.normalize(model.text(**tok).pooler_output, dim=-1).numpy()
     np.testing.assert_allclose(encoder.encode_texts(TEXTS), expected, atol=1e-5)
+
+
+# ----------------------------------------------------------------- BMCA-CLIP (open_clip hf-hub)
+
+
+def test_bmca_clip_open_clip_hf_hub_layout(tmp_path, hf_cache, images):
+    import open_clip
+
+    config = {
+        "model_cfg": {
+            "embed_dim": 768,
+            "vision_cfg": {"image_size": 224, "layers": 1, "width": 64, "patch_size": 14},
+            "text_cfg": {
+                "context_length": 77,
+                "vocab_size": 49408,
+                "width": 32,
+                "heads": 2,
+                "layers": 1,
+            },
+        },
+        "preprocess_cfg": {
+            "mean": list(get_spec("bmca-clip").preprocessing.mean),
+            "std": list(get_spec("bmca-clip").preprocessing.std),
+        },
+    }
+    repo = tmp_path / "bmca"
+    repo.mkdir()
+    (repo / "open_clip_config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{repo}", load_weights=False).eval()
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(repo / "open_clip_model.safetensors"))
+    put_in_hf_cache(hf_cache, "BIOMEDICA/BMC_CLIP_CF", repo)
+    encoder = create_encoder("bmc-clip")
+    assert encoder.name == "bmca-clip"
+    _same(encoder, model.encode_image, images)
+
+
+# ------------------------------------------------------- ConceptCLIP: remote code, opt-in only
+
+_CONCEPTCLIP_MODELING = '''
+import torch
+from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel
+
+
+class ConceptCLIPConfig(PretrainedConfig):
+    model_type = "conceptclip"
+
+    def __init__(self, dim=1152, text_config=None, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.text_config = dim, text_config or {}
+
+
+class _Text(torch.nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.bert = BertModel(BertConfig(**config.text_config))
+        self.proj = torch.nn.Linear(self.bert.config.hidden_size, config.dim)
+
+    def forward(self, input_ids):
+        return (self.proj(self.bert(input_ids=input_ids).last_hidden_state[:, 0]),)
+
+
+class ConceptCLIPModel(PreTrainedModel):
+    """Stand-in for the hub's remote code with its calls: model(pixel_values=...) returns a dict
+    with image_features; model.text(input_ids)[0] are the text features."""
+
+    config_class = ConceptCLIPConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.visual = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 16, 16), torch.nn.Flatten())
+        self.image_proj = torch.nn.Sequential(
+            torch.nn.Linear(8 * 24 * 24, 64), torch.nn.GELU(), torch.nn.Linear(64, config.dim)
+        )
+        self.text = _Text(config)
+        self.logit_scale = torch.nn.Parameter(torch.zeros(()))
+        self.post_init()
+
+    def forward(self, pixel_values=None, input_ids=None):
+        out = {"logit_scale": self.logit_scale.exp()}
+        if pixel_values is not None:
+            out["image_features"] = self.image_proj(self.visual(pixel_values))
+        if input_ids is not None:
+            out["text_features"] = self.text(input_ids)[0]
+        return out
+'''
+
+
+def test_conceptclip_runs_its_remote_code_only_on_opt_in(tmp_path, hf_cache, images):
+    repo = tiny_bert_repo(tmp_path / "conceptclip")
+    text_config = json.loads((repo / "config.json").read_text())
+    (repo / "modeling_conceptclip.py").write_text(_CONCEPTCLIP_MODELING)
+    namespace: dict = {}
+    exec(_CONCEPTCLIP_MODELING, namespace)  # the same class, to build the reference weights
+    torch.manual_seed(0)
+    model = namespace["ConceptCLIPModel"](namespace["ConceptCLIPConfig"](text_config=text_config))
+    model.eval().save_pretrained(repo)
+    config = json.loads((repo / "config.json").read_text())
+    config["auto_map"] = {
+        "AutoConfig": "modeling_conceptclip.ConceptCLIPConfig",
+        "AutoModel": "modeling_conceptclip.ConceptCLIPModel",
+    }
+    (repo / "config.json").write_text(json.dumps(config))
+    commit = "4" * 40
+    put_in_hf_cache(hf_cache, "JerrryNie/ConceptCLIP", repo, commit)
+    with pytest.raises(MedprobeError, match="trust_remote_code=True"):
+        create_encoder("conceptclip")
+    with pytest.raises(MedprobeError, match="pinned revision"):
+        create_encoder("conceptclip", trust_remote_code=True)
+    encoder = create_encoder("conceptclip", trust_remote_code=True, revision=commit)
+    assert encoder.weights_source == f"JerrryNie/ConceptCLIP@{commit}"
+    _same(encoder, lambda x: model(pixel_values=x)["image_features"], images)
+    from transformers import AutoTokenizer
+
+    tokens = AutoTokenizer.from_pretrained(repo)(TEXTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = model.text(tokens["input_ids"])[0].numpy()
+    np.testing.assert_allclose(encoder.encode_texts(TEXTS), expected, atol=1e-5)

@@ -112,6 +112,14 @@ def run_command(
         str | None,
         typer.Option(help="The study's precision (fp32, bf16, fp16); models may set theirs."),
     ] = None,
+    trust_remote_code: Annotated[
+        list[str] | None,
+        typer.Option(help="Allow MODEL to run code from its repository (repeatable)."),
+    ] = None,
+    revision: Annotated[
+        list[str] | None,
+        typer.Option(help="MODEL=COMMIT: pin MODEL's hub revision (repeatable)."),
+    ] = None,
 ) -> None:
     """Run a whole study (models x datasets x analyses); rerun to resume."""
     from medprobe.study.config import load_config
@@ -121,6 +129,9 @@ def run_command(
     if data_root is not None:
         config = config.model_copy(update={"base_dir": str(data_root.expanduser())})
     config = config.with_overrides(device=device, precision=precision)
+    config = config.with_model_options(
+        trust_remote_code=trust_remote_code or [], revisions=_pairs(revision or [], "--revision")
+    )
     missing = preflight(config, download=download)
     if missing:
         console.print(
@@ -145,6 +156,29 @@ def run_command(
         "run.json": out / "run.json",
     }.items():
         output.print(f"wrote {name}: {path}")
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise MedprobeError(f"{option} takes MODEL=VALUE; got {value!r}")
+        pairs[key] = rest
+    return pairs
+
+
+@app.command("init")
+def init_command(
+    study: Annotated[str, typer.Argument(help="A bundled study: demo or paper-2601.14774.")],
+    folder: Annotated[Path, typer.Argument(help="Where to write STUDY.yaml (created).")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Copy a bundled study into an editable file (then `medprobe run FOLDER/STUDY.yaml`)."""
+    from medprobe.study.config import copy_bundled
+
+    target = copy_bundled(study, writable_dir(folder, "FOLDER"), force=force)
+    output.print(f"wrote {target}; edit it, then: medprobe run {target} --out runs/{study}")
 
 
 @app.command("report")
@@ -321,11 +355,10 @@ def models_list(
     domain: Annotated[str | None, typer.Option(help="medical, general or baseline.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable specs.")] = False,
 ) -> None:
-    """List the encoder zoo: name, domain, library, source, revision, preprocessing."""
+    """List the encoder zoo, one line per model: name, domain, library, dim, image size
+    (`medprobe models show NAME` or --json for the rest)."""
     if ctx.invoked_subcommand is not None:
         return
-    import json
-
     from rich.table import Table
 
     from medprobe.encoders import list_specs
@@ -336,32 +369,32 @@ def models_list(
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
         return
-    table = Table(
-        "name", "domain", "subdomain", "library", "source", "revision", "embedding", "preprocessing"
-    )
+    table = Table("name", "domain", "library", "dim", "size", box=None, pad_edge=False)
     for spec in specs:
-        d = spec.describe()
         table.add_row(
-            d["encoder"],
-            d["domain"],
-            d["subdomain"],
-            d["library"],
-            d["source"],
-            d["revision"],
-            d["embedding"],
-            d["preprocessing"],
+            spec.name,
+            spec.domain,
+            spec.library,
+            str(spec.embed_dim),
+            f"{spec.preprocessing.image_size}px",
         )
-    output.print(table)
+    output.print(table, no_wrap=True, overflow="ellipsis")
+    output.print(f"{len(specs)} encoders; details: medprobe models show NAME", highlight=False)
 
 
 @models_app.command("show")
-def models_show(name: Annotated[str, typer.Argument(help="A zoo name or alias.")]) -> None:
-    """Print one encoder's full spec."""
-    import json
-
+def models_show(
+    name: Annotated[str, typer.Argument(help="A zoo name, alias or hub id (hf-hub: too).")],
+) -> None:
+    """One encoder's full spec (JSON), the weights it would load now and how to get them."""
     from medprobe.encoders import get_spec
+    from medprobe.encoders.downloads import cached_weights, missing_downloads
 
-    typer.echo(json.dumps(get_spec(name).model_dump(mode="json"), indent=2))
+    spec = get_spec(name)
+    record = spec.model_dump(mode="json")
+    record["cached_weights"] = cached_weights(spec)
+    record["download"] = missing_downloads(spec)
+    typer.echo(json.dumps(record, indent=2))
 
 
 @models_app.command("check")

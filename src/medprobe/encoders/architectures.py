@@ -80,7 +80,8 @@ def _first(folder: Path, names: tuple[str, ...]) -> Path:
 class Architecture(nn.Module, ABC):
     """A release's model: built from its config, loaded from its files, encodes images/texts."""
 
-    #: Files of the release that are read (also what the preflight asks to download).
+    #: Weight files of the release, in order of preference (the spec's ``options['files']``
+    #: say which of the hub repository's files are downloaded).
     files: ClassVar[tuple[str, ...]] = ("model.safetensors", "pytorch_model.bin")
 
     @classmethod

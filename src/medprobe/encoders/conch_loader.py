@@ -19,8 +19,6 @@ from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
-FILES = ("pytorch_model.bin", "meta.yaml")
-
 
 def _conch():
     try:
@@ -72,7 +70,7 @@ def conch_config(spec: EncoderSpec) -> dict:
 def load_conch(spec: EncoderSpec, options: BuildOptions) -> ConchEncoder:
     """Loader for ``library == "conch"`` specs."""
     coca_model, _ = _conch()
-    folder, source = weights_folder(spec, options.weights, FILES)
+    folder, source = weights_folder(spec, options.weights)
     file = folder / "pytorch_model.bin" if folder.is_dir() else folder
     module = checked_load(spec, file, lambda: coca_model.CoCa(**conch_config(spec)))
     state = checked_load(spec, file, lambda: read_state_dict(file))

@@ -62,7 +62,7 @@ class CustomEncoder(TorchEncoder):
 def load_custom(spec: EncoderSpec, options: BuildOptions) -> CustomEncoder:
     """Loader for ``library == "custom"`` specs (strict loading, ``weights_only`` pickles)."""
     kind = get_architecture(spec.architecture)
-    folder, source = weights_folder(spec, options.weights, kind.files)
+    folder, source = weights_folder(spec, options.weights)
     extras = extra_folders(spec)
     model_folder = folder if folder.is_dir() else folder.parent
     module = checked_load(spec, folder, lambda: kind.build(spec, model_folder, extras))

@@ -26,8 +26,6 @@ from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
-TEXT_FILES = ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer*", "special_tokens*")
-
 
 def _hi_ml():
     try:
@@ -90,7 +88,7 @@ def load_hi_ml(spec: EncoderSpec, options: BuildOptions) -> BioVilEncoder:
     ``ImageEncoderType``: ``resnet50`` or ``resnet50_multi_image``)."""
     ImageModel, _, _ = _hi_ml()
     image_file = spec.options["image_weights"]
-    folder, source = weights_folder(spec, options.weights, (image_file, *TEXT_FILES))
+    folder, source = weights_folder(spec, options.weights)
     file = folder / image_file if folder.is_dir() else folder
     expected = spec.options.get("md5")
     if expected and file.is_file() and _md5(file) != expected:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from pickle import UnpicklingError
 from typing import Any, TypeVar
 
 from safetensors import SafetensorError
 
-from medprobe.encoders.hub import TEXT_CONFIG_FILES, fetch, snapshot_revision
+from medprobe.encoders.hub import TEXT_CONFIG_FILES, fetch, repo_files, snapshot_revision
 from medprobe.encoders.shipped import check_preprocessing
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
@@ -25,12 +25,6 @@ def split_repo(entry: str) -> tuple[str, str | None]:
     return repo, rev or None
 
 
-def spec_files(spec: EncoderSpec, default: Sequence[str]) -> tuple[str, ...]:
-    """The files of the spec's repository that medprobe reads (``options['files']`` or the
-    library's default patterns)."""
-    return tuple(spec.options.get("files", default))
-
-
 def extra_folders(spec: EncoderSpec) -> dict[str, Path]:
     """Snapshot folders of the spec's extra repositories (text configs, tokenizers), by repo id."""
     folders = {}
@@ -40,9 +34,7 @@ def extra_folders(spec: EncoderSpec) -> dict[str, Path]:
     return folders
 
 
-def weights_folder(
-    spec: EncoderSpec, weights: Path | None, patterns: Sequence[str]
-) -> tuple[Path, str]:
+def weights_folder(spec: EncoderSpec, weights: Path | None) -> tuple[Path, str]:
     """The folder (or file) to load from, and the exact source to record for it: the weights
     folder or hub ``repo@commit``, then ``+ repo@commit`` of each extra repository used."""
     extras = " ".join(
@@ -61,7 +53,7 @@ def weights_folder(
             "the folder with --weights /path (weights: in a study file)"
         )
     repo_type = spec.options.get("repo_type", "model")
-    folder = fetch(spec.name, spec.hub_id, spec.revision, spec_files(spec, patterns), repo_type)
+    folder = fetch(spec.name, spec.hub_id, spec.revision, repo_files(spec), repo_type)
     check_preprocessing(spec, folder)
     source = f"{spec.hub_id}@{snapshot_revision(folder) or spec.revision or 'main'}"
     return folder, " ".join(filter(None, (source, extras)))

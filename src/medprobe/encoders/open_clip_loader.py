@@ -11,7 +11,7 @@ import open_clip
 import torch
 
 from medprobe.encoders.base import TorchEncoder
-from medprobe.encoders.hub import OPEN_CLIP_FILES, hub_cache_dir
+from medprobe.encoders.hub import hub_cache_dir
 from medprobe.encoders.loading import (
     checked_load,
     extra_folders,
@@ -87,7 +87,7 @@ def _renamed(state: dict, key_map: dict[str, str]) -> dict:
 def _load_bare_checkpoint(spec: EncoderSpec, options: BuildOptions) -> OpenClipEncoder:
     """A release's own checkpoint file for the open_clip config in the spec; the HF text tower's
     config (and tokenizer) come from the spec's first extra repository."""
-    folder, source = weights_folder(spec, options.weights, OPEN_CLIP_FILES)
+    folder, source = weights_folder(spec, options.weights)
     text_folder = next(iter(extra_folders(spec).values()))
     config = dict(spec.options["model_cfg"])
     config["text_cfg"] = {
@@ -108,7 +108,7 @@ def load_open_clip(spec: EncoderSpec, options: BuildOptions) -> OpenClipEncoder:
     """Loader for ``library == "open_clip"`` specs (always ``weights_only`` / safetensors)."""
     if "model_cfg" in spec.options:
         return _load_bare_checkpoint(spec, options)
-    folder, source = weights_folder(spec, options.weights, OPEN_CLIP_FILES)
+    folder, source = weights_folder(spec, options.weights)
     # A folder with open_clip_config.json describes itself; otherwise the spec names a built-in
     # architecture and the folder (or file) holds its checkpoint.
     self_described = folder.is_dir() and (folder / "open_clip_config.json").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,9 +33,16 @@ _SPECS: dict[str, EncoderSpec] = {}
 _ALIASES: dict[str, str] = {}
 
 
+_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "hf://")
+
+
 def register(spec: EncoderSpec) -> EncoderSpec:
-    """Add ``spec`` to the zoo under its name and aliases (names are case-insensitive)."""
-    for key in (spec.name, *spec.aliases):
+    """Add ``spec`` to the zoo under its name, aliases and hub id (names are case-insensitive:
+    ``openai/clip-vit-base-patch16`` or ``hf-hub:microsoft/BiomedCLIP-...`` find their spec)."""
+    keys = [spec.name, *spec.aliases]
+    if spec.hub_id and spec.hub_id.lower() not in _ALIASES:  # first spec of a repo owns its id
+        keys.append(spec.hub_id)
+    for key in keys:
         owner = _ALIASES.get(key.lower())
         if owner is not None and owner != spec.name:
             raise ValueError(f"encoder name {key!r} is already used by {owner!r}")
@@ -43,12 +51,25 @@ def register(spec: EncoderSpec) -> EncoderSpec:
     return spec
 
 
+def _key(name: str) -> str:
+    key = name.strip().lower()
+    for prefix in _HUB_PREFIXES:  # what an open_clip or HF user types
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+    return key
+
+
 def get_spec(name: str) -> EncoderSpec:
-    """The registered spec for ``name`` or one of its aliases."""
-    canonical = _ALIASES.get(name.lower())
+    """The registered spec for ``name``: a zoo name, an alias, or the hub id it loads (with or
+    without open_clip's ``hf-hub:``); an unknown name gets the three closest ones."""
+    canonical = _ALIASES.get(_key(name))
     if canonical is None:
-        known = ", ".join(sorted(_SPECS))
-        raise MedprobeError(f"unknown encoder {name!r}; known encoders: {known}")
+        close = difflib.get_close_matches(_key(name), list(_ALIASES), n=6, cutoff=0.5)
+        names = list(dict.fromkeys(_SPECS[_ALIASES[c]].name for c in close))[:3]
+        hint = f"did you mean {', '.join(names)}?" if names else "no close match"
+        raise MedprobeError(
+            f"unknown encoder {name!r}; {hint} (`medprobe models` lists all {len(_SPECS)})"
+        )
     return _SPECS[canonical]
 
 

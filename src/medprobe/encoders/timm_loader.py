@@ -8,7 +8,6 @@ import timm
 import torch
 
 from medprobe.encoders.base import Encoder, TorchEncoder
-from medprobe.encoders.hub import TIMM_FILES
 from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
 from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
@@ -51,7 +50,7 @@ def load_timm(spec: EncoderSpec, options: BuildOptions) -> Encoder:
     """Loader for ``library == "timm"`` specs: random (seeded) or from hub / local weights."""
     if spec.options.get("random_init") and options.weights is None:
         return TimmEncoder(spec, build_timm_module(spec), options)
-    folder, source = weights_folder(spec, options.weights, TIMM_FILES)
+    folder, source = weights_folder(spec, options.weights)
 
     def build() -> torch.nn.Module:
         if folder.is_dir() and (folder / "config.json").is_file():

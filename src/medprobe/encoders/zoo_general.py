@@ -77,12 +77,15 @@ def _dinov2(size: str, dim: int) -> EncoderSpec:
     )
 
 
-def _llm2clip(name: str, hub_id: str, dim: int, size: int) -> EncoderSpec:
+def _llm2clip(
+    name: str, hub_id: str, dim: int, size: int, revision: str | None = None, where: str = ""
+) -> EncoderSpec:
     return EncoderSpec(
         name=name,
         library="transformers",
         architecture="LLM2CLIP (remote code)",
         hub_id=hub_id,
+        revision=revision,
         domain="general",
         subdomain="web image-text (LLM text encoder)",
         embed_dim=dim,
@@ -96,6 +99,7 @@ def _llm2clip(name: str, hub_id: str, dim: int, size: int) -> EncoderSpec:
         notes=(
             "CLIP image tower post-trained with an 8B LLM text encoder. Image features need only "
             "the image tower; the LLM is loaded only for text analyses (llm2vec)."
+            + (f" Revision pinned from {where}." if revision else " No public pinned revision.")
         ),
         options={
             "text_llm": "microsoft/LLM2CLIP-Llama-3-8B-Instruct-CC-Finetuned",
@@ -200,7 +204,17 @@ GENERAL: tuple[EncoderSpec, ...] = (
     _dinov2("small", 384),
     _dinov2("base", 768),
     _dinov2("large", 1024),
-    _llm2clip("llm2clip-openai-l14-336", "microsoft/LLM2CLIP-Openai-L-14-336", 1280, 336),
+    _llm2clip(
+        "llm2clip-openai-l14-336",
+        "microsoft/LLM2CLIP-Openai-L-14-336",
+        1280,
+        336,
+        revision="92512331f393a003c3d98404677f991c188162c9",
+        where=(
+            "a public repository that vendors this model's remote code for transformers 5 "
+            "('sources vendored from microsoft/LLM2CLIP-Openai-L-14-336, revision 9251233...')"
+        ),
+    ),
     _llm2clip("llm2clip-openai-b16", "microsoft/LLM2CLIP-Openai-B-16", 1280, 224),
     EncoderSpec(
         name="tinyclip-8m",

@@ -229,6 +229,7 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         text=TextSide(tokenizer="google/medsiglip-448", context_length=64, padding="max_length"),
         license="Health AI Developer Foundations terms (gated)",
         notes="SigLIP-400M on CXR, dermatology, ophthalmology, pathology, CT/MRI + natural images.",
+        options={"gated": True},
     ),
     EncoderSpec(
         name="monet",
@@ -314,7 +315,7 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         preprocessing=Preprocessing(image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),
         license="CC BY-NC-ND 4.0 (gated)",
         notes="Self-supervised (DINOv2 recipe) ViT-L/16 on 100k H&E slides; vision only.",
-        options={"model_args": {"init_values": 1e-5, "dynamic_img_size": True}},
+        options={"model_args": {"init_values": 1e-5, "dynamic_img_size": True}, "gated": True},
     ),
     EncoderSpec(
         name="phikon",
@@ -516,5 +517,33 @@ MEDICAL: tuple[EncoderSpec, ...] = (
             "448 px, 512-d contrastive projection; 1.17M pathology image-caption pairs."
         ),
         options={"gated": True},
+    ),
+    EncoderSpec(
+        name="conceptclip",
+        library="transformers",
+        architecture="ConceptCLIP (remote code)",
+        hub_id="JerrryNie/ConceptCLIP",
+        domain="medical",
+        subdomain="multi-modality (MedConcept-23M)",
+        embed_dim=1152,
+        embedding="projected",
+        preprocessing=Preprocessing(
+            image_size=384,
+            resize_mode="squash",
+            interpolation="bicubic",
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
+        ),
+        text=TextSide(tokenizer="JerrryNie/ConceptCLIP", context_length=77),
+        license="MIT (gated)",
+        trust_remote_code=True,
+        notes=(
+            "ConceptCLIP (JerrryNie/ConceptCLIP): concept-enhanced CLIP on SigLIP-SO400M/14 at "
+            "384 px with a PubMedBERT text tower; runs its hub remote code (opt-in, pinned "
+            "revision). Preprocessing (384 squash bicubic, 0.5/0.5) from the repo's own "
+            "evaluation loader; the 1152-d embedding size is unverified (a checkpoint that "
+            "differs is reported at extraction)."
+        ),
+        options={"interface": "conceptclip", "gated": True},
     ),
 )
