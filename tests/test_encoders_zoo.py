@@ -286,8 +286,14 @@ def test_timm_hub_layout(tmp_path, hf_cache, images):
     model = timm.create_model(
         "vit_large_patch16_224", depth=1, num_classes=0, init_values=1e-5, dynamic_img_size=True
     ).eval()
-    # UNI's hub config declares ImageNet statistics (timm's default ViT-L cfg says 0.5).
-    model.pretrained_cfg = {**model.pretrained_cfg, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    # UNI's hub config declares ImageNet statistics (timm's default ViT-L cfg says 0.5) and its
+    # transform is Resize(224) + CenterCrop(224), i.e. crop_pct 1 (timm's default ViT-L: 0.9).
+    model.pretrained_cfg = {
+        **model.pretrained_cfg,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "crop_pct": 1.0,
+    }
     timm.models.save_for_hf(
         model, str(tmp_path / "m"), model_args={"depth": 1}, safe_serialization=True
     )

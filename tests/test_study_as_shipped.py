@@ -124,6 +124,7 @@ def _loader_fetches(spec, monkeypatch, tmp_path) -> list[tuple]:
 def test_every_download_line_is_one_working_command_for_what_the_loader_reads(
     spec, monkeypatch, tmp_path
 ):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # other tests fill the cache
     lines = missing_downloads(spec)
     commands = _commands(lines)
     assert len(commands) == len(lines) == 1 + len(spec.options.get("extra_repos", ()))
@@ -143,7 +144,10 @@ def test_every_download_line_is_one_working_command_for_what_the_loader_reads(
         assert "`hf auth login`" in lines[0]
 
 
-def test_bundled_paper_study_passes_its_preflight_with_only_download_lines(shared_data):
+def test_bundled_paper_study_passes_its_preflight_with_only_download_lines(
+    shared_data, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     config = load_config("paper-2601.14774").model_copy(
         update={"base_dir": str(shared_data.parent)}
     )
@@ -189,3 +193,47 @@ def test_remote_code_and_revision_are_cli_options(tmp_path):
         config.with_model_options(trust_remote_code=["biomedclip"], revisions={})
     result = _cli("run", str(study), "--out", str(tmp_path / "o"), "--revision", "conceptclip")
     assert result.returncode == 2 and "MODEL=VALUE" in result.stderr
+
+
+# ------------------------------------------------------------------------------- provenance
+
+
+def test_a_run_records_the_hub_commit_it_loaded_in_run_json_and_rows(tmp_path, hf_cache):
+    import yaml
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from hub_layout import put_in_hf_cache
+    from medprobe.analysis.rows import read_results
+    from medprobe.study.runner import run_study
+
+    spec = get_spec("tinyclip-8m")
+    tiny = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    model = CLIPModel(
+        CLIPConfig(
+            text_config={**tiny, "num_attention_heads": 2, "vocab_size": 100},
+            vision_config={**tiny, "num_attention_heads": 2, "patch_size": 32},
+            projection_dim=spec.embed_dim,
+        )
+    )
+    model.save_pretrained(tmp_path / "m")
+    CLIPImageProcessor().save_pretrained(tmp_path / "m")
+    put_in_hf_cache(hf_cache, spec.hub_id, tmp_path / "m", commit=spec.revision)
+    study = {
+        "name": "provenance",
+        "device": "cpu",
+        "models": ["tinyclip-8m"],
+        "datasets": [{"name": "d", "synthetic": {"kind": "dermoscopy", "n": 20, "size": 64}}],
+        "analyses": ["separability"],
+        "cache": str(tmp_path / "cache"),
+        "thumbnails": 0,
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    run_study(load_config(tmp_path / "s.yaml"), tmp_path / "out", show_progress=False)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    (entry,) = run["encoders"]
+    assert entry["weights"] == f"{spec.hub_id}@{spec.revision}" and entry["digest"]
+    rows = read_results(tmp_path / "out" / "results.csv")
+    assert set(rows.encoder_revision) == {f"{spec.hub_id}@{spec.revision}"}
+    # `medprobe models show` names the snapshot when the weights are there.
+    shown = json.loads(_cli("models", "show", "tinyclip-8m").stdout)
+    assert shown["cached_weights"] == f"{spec.hub_id}@{spec.revision}" and not shown["download"]

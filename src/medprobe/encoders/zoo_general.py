@@ -11,19 +11,24 @@ from medprobe.encoders.spec import (
     Preprocessing,
     TextSide,
 )
-from medprobe.encoders.zoo_medical import CLIP_224, CLIP_TEXT
+from medprobe.encoders.zoo_medical import CLIP_224, CLIP_TEXT, HF_CLIP_224
 
 SIGLIP_TEXT = TextSide(tokenizer="sentencepiece", context_length=64, padding="max_length")
-DINOV2 = Preprocessing(image_size=224, resize_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+DINOV2 = Preprocessing(
+    image_size=224, resize_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, backend="transformers"
+)
 
 
 def _siglip(size: int) -> Preprocessing:
+    # Bicubic squash: open_clip's SigLIP preprocess (_slpcfg) and transformers'
+    # SiglipImageProcessor default (resample=3); the full check at load compares with the repo's.
     return Preprocessing(
         image_size=size,
         resize_mode="squash",
-        interpolation="bilinear",
+        interpolation="bicubic",
         mean=INCEPTION_MEAN,
         std=INCEPTION_STD,
+        backend="transformers",
     )
 
 
@@ -37,7 +42,7 @@ def _openai_clip(name: str, hub_id: str, dim: int, size: int, notes: str) -> Enc
         subdomain="web image-text",
         embed_dim=dim,
         embedding="projected",
-        preprocessing=Preprocessing(image_size=size),
+        preprocessing=Preprocessing(image_size=size, backend="transformers"),
         text=CLIP_TEXT,
         license="MIT",
         notes=f"OpenAI CLIP {notes}, WIT-400M.",
@@ -90,7 +95,7 @@ def _llm2clip(
         subdomain="web image-text (LLM text encoder)",
         embed_dim=dim,
         embedding="projected",
-        preprocessing=Preprocessing(image_size=size),
+        preprocessing=Preprocessing(image_size=size, backend="transformers"),
         text=TextSide(
             tokenizer="microsoft/LLM2CLIP-Llama-3-8B-Instruct-CC-Finetuned", context_length=512
         ),
@@ -226,7 +231,7 @@ GENERAL: tuple[EncoderSpec, ...] = (
         subdomain="web image-text",
         embed_dim=512,
         embedding="projected",
-        preprocessing=CLIP_224,
+        preprocessing=HF_CLIP_224,
         text=CLIP_TEXT,
         license="MIT",
         notes="The smallest real CLIP checkpoint (ViT-8M/16, YFCC-15M): fast on a CPU.",

@@ -16,6 +16,7 @@ from medprobe.encoders.spec import (
 )
 
 CLIP_224 = Preprocessing(image_size=224)  # OPENAI mean/std, bicubic, resize + centre crop
+HF_CLIP_224 = Preprocessing(image_size=224, backend="transformers")  # CLIPImageProcessor
 CLIP_TEXT = TextSide(tokenizer="openai-clip-bpe", context_length=77)
 BIOMEDBERT = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
 PUBMEDBERT_256 = TextSide(tokenizer=BIOMEDBERT, context_length=256)
@@ -27,6 +28,7 @@ MEDCLIP = Preprocessing(
     interpolation="bilinear",
     mean=(0.5862785803043838,) * 3,
     std=(0.27950088968644304,) * 3,
+    grey=True,
 )
 #: hi-ml's chest X-ray transform: Resize(512) (bilinear), CenterCrop, ToTensor, no mean/std.
 _BIOVIL = {
@@ -34,6 +36,7 @@ _BIOVIL = {
     "interpolation": "bilinear",
     "mean": NO_NORM_MEAN,
     "std": NO_NORM_STD,
+    "grey": True,
 }
 
 
@@ -89,8 +92,8 @@ def _medclip(name: str, architecture: str, extra: list[str], notes: str, url: st
         notes=(
             f"MedCLIP (RyanWangZf/MedCLIP) {notes}, Bio_ClinicalBERT text; CheXpert + MIMIC-CXR."
             " Weights are not on the hub: unzip the release into a folder holding "
-            "pytorch_model.bin and pass it as weights. Single-channel statistics on all "
-            "three channels (equal to MedCLIP's for grey images)."
+            "pytorch_model.bin and pass it as weights. Images in grey (PIL L) with MedCLIP's "
+            "single-channel statistics, repeated on three channels as its forward does."
         ),
         options={"extra_repos": [CLINICALBERT, *extra], "download": url},
     )
@@ -147,7 +150,7 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         subdomain="radiology",
         embed_dim=512,
         embedding="projected",
-        preprocessing=CLIP_224,
+        preprocessing=HF_CLIP_224,
         text=CLIP_TEXT,
         license="MIT",
         notes="CLIP ViT-B/32 fine-tuned on ROCO radiology figures.",
@@ -204,7 +207,7 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         subdomain="pathology",
         embed_dim=512,
         embedding="projected",
-        preprocessing=CLIP_224,
+        preprocessing=HF_CLIP_224,
         text=CLIP_TEXT,
         license="unknown",
         notes="CLIP ViT-B/32 on OpenPath (208k pathology image-text pairs from medical Twitter).",
@@ -222,9 +225,10 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         preprocessing=Preprocessing(
             image_size=448,
             resize_mode="squash",
-            interpolation="bilinear",
+            interpolation="bicubic",  # SiglipImageProcessor's default, as for every SigLIP
             mean=INCEPTION_MEAN,
             std=INCEPTION_STD,
+            backend="transformers",
         ),
         text=TextSide(tokenizer="google/medsiglip-448", context_length=64, padding="max_length"),
         license="Health AI Developer Foundations terms (gated)",
@@ -240,7 +244,7 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         subdomain="dermatology",
         embed_dim=768,
         embedding="projected",
-        preprocessing=CLIP_224,
+        preprocessing=HF_CLIP_224,
         text=CLIP_TEXT,
         license="unknown",
         notes="CLIP ViT-L/14 for dermatology concepts; uses the HF processor's OpenAI mean/std.",
@@ -298,7 +302,10 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         embed_dim=768,
         embedding="cls",
         preprocessing=Preprocessing(
-            image_size=518, mean=(0.5307, 0.5307, 0.5307), std=(0.2583, 0.2583, 0.2583)
+            image_size=518,
+            mean=(0.5307, 0.5307, 0.5307),
+            std=(0.2583, 0.2583, 0.2583),
+            backend="transformers",
         ),
         license="MIT",
         notes="DINOv2 ViT-B/14 continued on chest X-rays; vision only, CLS token.",
@@ -326,7 +333,9 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         subdomain="pathology",
         embed_dim=768,
         embedding="cls",
-        preprocessing=Preprocessing(image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        preprocessing=Preprocessing(
+            image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, backend="transformers"
+        ),
         license="Owkin non-commercial",
         notes="iBOT ViT-B/16 on 40M TCGA histology tiles; vision only, CLS token.",
     ),
@@ -339,7 +348,9 @@ MEDICAL: tuple[EncoderSpec, ...] = (
         subdomain="pathology",
         embed_dim=1024,
         embedding="cls",
-        preprocessing=Preprocessing(image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        preprocessing=Preprocessing(
+            image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, backend="transformers"
+        ),
         license="Owkin non-commercial",
         notes="DINOv2 ViT-L/16 on 460M pathology tiles; vision only, CLS token.",
     ),
@@ -533,6 +544,7 @@ MEDICAL: tuple[EncoderSpec, ...] = (
             interpolation="bicubic",
             mean=INCEPTION_MEAN,
             std=INCEPTION_STD,
+            backend="transformers",
         ),
         text=TextSide(tokenizer="JerrryNie/ConceptCLIP", context_length=77),
         license="MIT (gated)",

@@ -39,6 +39,7 @@ def encoder_provenance(encoder: Encoder) -> dict[str, Any]:
         "identity": encoder.identity(),
         "device": str(encoder.device),
         "precision": encoder.precision,
+        "revision": encoder.spec.revision,  # as pinned; the commit used is in "weights"
         "weights": encoder.weights_source,
         "digest": encoder.weights_digest,
         "spec": encoder.spec.model_dump(mode="json"),
