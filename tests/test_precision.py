@@ -12,23 +12,14 @@ import yaml
 
 from medprobe.analysis.rows import read_results
 from medprobe.datasets import synthetic
-from medprobe.encoders import create_encoder, get_spec
+from medprobe.encoders import create_encoder
 from medprobe.errors import MedprobeError
 from medprobe.features import extract
 from medprobe.features.extraction import cache_key
 from medprobe.features.store import FeatureStore
 from medprobe.study.config import load_config
 from medprobe.study.runner import run_study
-
-TINY_VIT = get_spec("random-vit").model_copy(
-    update={
-        "name": "tiny-random-vit",
-        "aliases": (),
-        "architecture": "vit_tiny_patch16_224",
-        "embed_dim": 64,
-        "preprocessing": get_spec("random-vit").preprocessing.model_copy(update={"image_size": 64}),
-    }
-)
+from test_extract_store import TINY_VIT
 
 
 def test_the_model_is_built_cast_and_the_encoder_cannot_be_changed_after():
