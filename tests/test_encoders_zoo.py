@@ -17,7 +17,7 @@ import timm
 import torch
 from PIL import Image
 
-from hub_layout import put_in_hf_cache, remove_from_hf_cache
+from hub_layout import put_in_hf_cache, remove_from_hf_cache, tiny_bert_repo
 from medprobe.encoders import create_encoder, get_spec
 from medprobe.encoders.spec import IMAGENET_MEAN, IMAGENET_STD, OPENAI_MEAN, OPENAI_STD
 from medprobe.errors import MedprobeError
@@ -207,39 +207,9 @@ def test_transformers_dinov2_cls(tmp_path, hf_cache, images):
 # -------------------------------------------------------- open_clip hf-hub (BiomedCLIP layout)
 
 
-def _tiny_bert_repo(folder):
-    from transformers import BertConfig, BertTokenizerFast
-
-    folder.mkdir(parents=True)
-    BertConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=64,
-    ).save_pretrained(folder)
-    words = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        "a",
-        "dermoscopy",
-        "image",
-        "of",
-        "benign",
-        "malignant",
-        "lesion",
-        ".",
-    ]
-    (folder / "vocab.txt").write_text("\n".join(words + [f"w{i}" for i in range(64 - len(words))]))
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-
-
 def test_open_clip_hf_hub_biomedclip_layout(tmp_path, hf_cache, images):
     bert_id = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
-    _tiny_bert_repo(tmp_path / "bert")
+    tiny_bert_repo(tmp_path / "bert")
     bert_snapshot = put_in_hf_cache(hf_cache, bert_id, tmp_path / "bert")
     config = {
         "model_cfg": {
@@ -316,8 +286,14 @@ def test_timm_hub_layout(tmp_path, hf_cache, images):
     model = timm.create_model(
         "vit_large_patch16_224", depth=1, num_classes=0, init_values=1e-5, dynamic_img_size=True
     ).eval()
-    # UNI's hub config declares ImageNet statistics (timm's default ViT-L cfg says 0.5).
-    model.pretrained_cfg = {**model.pretrained_cfg, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    # UNI's hub config declares ImageNet statistics (timm's default ViT-L cfg says 0.5) and its
+    # transform is Resize(224) + CenterCrop(224), i.e. crop_pct 1 (timm's default ViT-L: 0.9).
+    model.pretrained_cfg = {
+        **model.pretrained_cfg,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "crop_pct": 1.0,
+    }
     timm.models.save_for_hf(
         model, str(tmp_path / "m"), model_args={"depth": 1}, safe_serialization=True
     )
@@ -429,7 +405,7 @@ def test_missing_weights_offline_is_one_clear_sentence():
         "suinleelab/monet",
         "hf download",
         "not in the local cache",
-        "local:/path",
+        "--weights /path",
     ):
         assert fragment in message
 

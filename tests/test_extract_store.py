@@ -206,30 +206,28 @@ def test_bad_images_are_stored_with_their_reasons(tmp_path):
 
 @pytest.mark.slow
 def test_ray_engine_matches_local(tmp_path):
+    """Ray actors rebuild the encoder from its recipe, device and precision included."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         ds = synthetic("dermoscopy", 20, size=64)
-        local = extract(
-            create_encoder(TINY_VIT),
-            ds,
-            cache=tmp_path / "local",
-            batch_size=4,
-            show_progress=False,
-        )
-        remote = extract(
-            create_encoder(TINY_VIT),
-            ds,
-            cache=tmp_path / "ray",
-            batch_size=4,
-            engine="ray",
-            show_progress=False,
-        )
+        runs = {}
+        for engine in ("local", "ray"):
+            encoder = create_encoder(TINY_VIT, device="cpu", precision="bf16")
+            runs[engine] = extract(
+                encoder,
+                ds,
+                cache=tmp_path / engine,
+                batch_size=4,
+                engine=engine,
+                show_progress=False,
+            )
+        local, remote = runs["local"], runs["ray"]
         assert list(local.ids) == list(remote.ids)
-        np.testing.assert_allclose(
-            np.asarray(local.features), np.asarray(remote.features), atol=1e-5
-        )
+        np.testing.assert_array_equal(np.asarray(local.features), np.asarray(remote.features))
         assert local.meta["cache_key"] == remote.meta["cache_key"]
+        fp32 = extract(create_encoder(TINY_VIT), ds, batch_size=4, show_progress=False)
+        assert not np.array_equal(fp32.features, np.asarray(remote.features))  # bf16 was carried
         fitted = extract(create_encoder("pixels"), ds, engine="ray", show_progress=False)
         np.testing.assert_allclose(
             fitted.features,
@@ -241,8 +239,9 @@ def test_ray_engine_matches_local(tmp_path):
 
 
 def test_encoders_carry_a_recipe_that_rebuilds_them():
-    encoder = create_encoder(TINY_VIT)
+    encoder = create_encoder(TINY_VIT, precision="fp16")
     again = create_encoder(**encoder.recipe)
+    assert again.precision == "fp16"
     assert again.identity() == encoder.identity()
     batch = encoder.normalize(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     assert np.array_equal(encoder.encode_images(batch), again.encode_images(batch))

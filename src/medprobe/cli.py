@@ -44,14 +44,17 @@ def _root(
     """medprobe: probe the image features of medical and general vision-language models."""
 
 
-def _pairs(values: list[str] | None, option: str) -> dict[str, str] | None:
+def _pairs(values: list[str] | None, option: str, left: str = "COLUMN") -> dict[str, str] | None:
     """``["dataset=busi_256"]`` -> ``{"dataset": "busi_256"}`` (one clear line when malformed)."""
     if not values:
         return None
-    bad = [v for v in values if "=" not in v]
-    if bad:
-        raise MedprobeError(f"{option} takes COLUMN=VALUE; got {bad[0]!r}")
-    return dict(v.split("=", 1) for v in values)
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise MedprobeError(f"{option} takes {left}=VALUE; got {value!r}")
+        pairs[key] = rest
+    return pairs
 
 
 def writable_dir(path: Path, option: str = "--out") -> Path:
@@ -66,6 +69,14 @@ def writable_dir(path: Path, option: str = "--out") -> Path:
     except OSError as exc:
         raise MedprobeError(f"cannot write to {option} {path}: {exc.strerror or exc}") from None
     return path
+
+
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (the GPU when one is visible), cpu, cuda or cuda:N.")
+]
+PrecisionOption = Annotated[
+    str, typer.Option(help="fp32, bf16 or fp16 (part of the cache key; runs on CPU too).")
+]
 
 
 def positive(value: int, option: str) -> int:
@@ -133,6 +144,22 @@ def run_command(
     strict: Annotated[
         bool, typer.Option(help="Exit 1 if any pair or analysis failed (default: if all did).")
     ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="The study's device (auto, cpu, cuda, cuda:N); models may set theirs."),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="The study's precision (fp32, bf16, fp16); models may set theirs."),
+    ] = None,
+    trust_remote_code: Annotated[
+        list[str] | None,
+        typer.Option(help="Allow MODEL to run code from its repository (repeatable)."),
+    ] = None,
+    revision: Annotated[
+        list[str] | None,
+        typer.Option(help="MODEL=COMMIT: pin MODEL's hub revision (repeatable)."),
+    ] = None,
 ) -> None:
     """Run a whole study (models x datasets x analyses); rerun to resume.
 
@@ -145,6 +172,11 @@ def run_command(
     config = load_config(study)
     if data_root is not None:
         config = config.model_copy(update={"base_dir": str(data_root.expanduser())})
+    config = config.with_overrides(device=device, precision=precision)
+    config = config.with_model_options(
+        trust_remote_code=trust_remote_code or [],
+        revisions=_pairs(revision, "--revision", "MODEL") or {},
+    )
     missing = preflight(config, download=download)
     if missing:
         console.print(
@@ -184,6 +216,19 @@ def run_command(
         output.print(f"{len(outcome.warnings)} library warning(s) were logged to run.json")
     if pairs["succeeded"] == 0 or (strict and errors):
         raise typer.Exit(1)
+
+
+@app.command("init")
+def init_command(
+    study: Annotated[str, typer.Argument(help="A bundled study: demo or paper-2601.14774.")],
+    folder: Annotated[Path, typer.Argument(help="Where to write STUDY.yaml (created).")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Copy a bundled study into an editable file (then `medprobe run FOLDER/STUDY.yaml`)."""
+    from medprobe.study.config import copy_bundled
+
+    target = copy_bundled(study, writable_dir(folder, "FOLDER"), force=force)
+    output.print(f"wrote {target}; edit it, then: medprobe run {target} --out runs/{study}")
 
 
 @app.command("report")
@@ -270,6 +315,8 @@ def overlay_command(
     cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,
     out: Annotated[Path | None, typer.Option(help="Also write overlay.csv here.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Local weights for a zoo model.")] = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """How much do words written on the images move one model's features?"""
     from pydantic import ValidationError
@@ -291,7 +338,7 @@ def overlay_command(
         first = exc.errors()[0]
         raise MedprobeError(f"overlay {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     dataset = open_dataset(data, modality=modality)
-    encoder = create_encoder(model, weights=weights)
+    encoder = create_encoder(model, weights=weights, device=device, precision=precision)
     store = writable_dir(cache or default_cache_dir(), "--cache")
     results = overlay_bias(encoder, dataset, specs, cache=store, show_progress=True)
     table = Table("overlay", "metric", "value [95% CI]", title=f"{encoder.name} on {dataset.name}")
@@ -358,11 +405,10 @@ def models_list(
     domain: Annotated[str | None, typer.Option(help="medical, general or baseline.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable specs.")] = False,
 ) -> None:
-    """List the encoder zoo: name, domain, library, source, revision, preprocessing."""
+    """List the encoder zoo, one line per model: name, domain, library, dim, image size
+    (`medprobe models show NAME` or --json for the rest)."""
     if ctx.invoked_subcommand is not None:
         return
-    import json
-
     from rich.table import Table
 
     from medprobe.encoders import list_specs
@@ -373,32 +419,32 @@ def models_list(
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
         return
-    table = Table(
-        "name", "domain", "subdomain", "library", "source", "revision", "embedding", "preprocessing"
-    )
+    table = Table("name", "domain", "library", "dim", "size", box=None, pad_edge=False)
     for spec in specs:
-        d = spec.describe()
         table.add_row(
-            d["encoder"],
-            d["domain"],
-            d["subdomain"],
-            d["library"],
-            d["source"],
-            d["revision"],
-            d["embedding"],
-            d["preprocessing"],
+            spec.name,
+            spec.domain,
+            spec.library,
+            str(spec.embed_dim),
+            f"{spec.preprocessing.image_size}px",
         )
-    output.print(table)
+    output.print(table, no_wrap=True, overflow="ellipsis")
+    output.print(f"{len(specs)} encoders; details: medprobe models show NAME", highlight=False)
 
 
 @models_app.command("show")
-def models_show(name: Annotated[str, typer.Argument(help="A zoo name or alias.")]) -> None:
-    """Print one encoder's full spec."""
-    import json
-
+def models_show(
+    name: Annotated[str, typer.Argument(help="A zoo name, alias or hub id (hf-hub: too).")],
+) -> None:
+    """One encoder's full spec (JSON), the weights it would load now and how to get them."""
     from medprobe.encoders import get_spec
+    from medprobe.encoders.downloads import cached_weights, missing_downloads
 
-    typer.echo(json.dumps(get_spec(name).model_dump(mode="json"), indent=2))
+    spec = get_spec(name)
+    record = spec.model_dump(mode="json")
+    record["cached_weights"] = cached_weights(spec)
+    record["download"] = missing_downloads(spec)
+    typer.echo(json.dumps(record, indent=2))
 
 
 @models_app.command("check")
@@ -409,6 +455,8 @@ def models_check(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow this model to run code from its repository.")
     ] = False,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Load an encoder (from the hub, the HF cache or --weights) and embed one test image."""
     from PIL import Image
@@ -416,12 +464,17 @@ def models_check(
     from medprobe.encoders import create_encoder
 
     encoder = create_encoder(
-        name, weights=weights, revision=revision, trust_remote_code=trust_remote_code
+        name,
+        device=device,
+        precision=precision,
+        weights=weights,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
     )
     features = encoder.encode_images(encoder.preprocess(Image.new("RGB", (256, 256))).unsqueeze(0))
     output.print(
-        f"{encoder.name}: ok, {features.shape[1]}-d features from "
-        f"{encoder.weights_source or 'built-in/random weights'}"
+        f"{encoder.name}: ok, {features.shape[1]}-d features on {encoder.device} in "
+        f"{encoder.precision} from {encoder.weights_source or 'built-in/random weights'}"
     )
 
 
@@ -435,8 +488,8 @@ def extract_command(
     workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
     dtype: Annotated[str, typer.Option(help="float32 or float16 storage.")] = "float32",
     engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (GPU only).")] = "fp32",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Local weights for a zoo model.")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow remote model code.")] = False,
     revision: Annotated[str | None, typer.Option(help="Hub revision (commit).")] = None,
@@ -447,19 +500,16 @@ def extract_command(
     from medprobe.features import extract
 
     positive(batch_size, "--batch-size")
-    if precision not in {"fp32", "bf16", "fp16"}:
-        raise MedprobeError(f"--precision must be fp32, bf16 or fp16; got {precision!r}")
     store = writable_dir(cache or default_cache_dir(), "--cache")
     dataset = open_dataset(data, modality=modality)
     encoder = create_encoder(
         model,
         device=device,
+        precision=precision,
         weights=weights,
         revision=revision,
         trust_remote_code=trust_remote_code,
     )
-    if hasattr(encoder, "precision"):
-        encoder.precision = precision
     fs = extract(
         encoder,
         dataset,
@@ -470,8 +520,8 @@ def extract_command(
         engine=engine,
     )
     output.print(
-        f"{fs.encoder} on {fs.dataset}: {len(fs)} images x {fs.dim} dims, "
-        f"{len(fs.skipped)} skipped -> {fs.meta['cache_path']}"
+        f"{fs.encoder} on {fs.dataset} ({encoder.device}, {encoder.precision}): {len(fs)} images"
+        f" x {fs.dim} dims, {len(fs.skipped)} skipped -> {fs.meta['cache_path']}"
     )
 
 

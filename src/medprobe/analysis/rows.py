@@ -38,6 +38,8 @@ PARAMS: dict[str, tuple[str, str]] = {
     "overlay": ("string", "text overlay drawn on the images (source@position)"),
     "mask": ("string", "how detected burned-in text was removed"),
     "class": ("string", "the class a per-class row is about"),
+    "precision": ("string", "numeric precision of the encoder's forward pass (fp32, bf16, fp16)"),
+    "device": ("string", "device the features were computed on (cpu, cuda, cuda:1, ...)"),
 }
 #: Choices a fitted analysis made, as ``selected_<name>`` columns.
 SELECTED: dict[str, tuple[str, str]] = {
@@ -125,7 +127,8 @@ class Row:
 
 @dataclass(frozen=True)
 class RowContext:
-    """What every row of one (encoder, dataset) pair shares."""
+    """What every row of one (encoder, dataset) pair shares; ``params`` are the pair's own
+    ``param_*`` values (how the encoder ran: precision, device), merged into every row."""
 
     encoder: str
     dataset: str
@@ -137,6 +140,7 @@ class RowContext:
     unit: str = "image"
     dataset_fingerprint: str = ""
     feature_key: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -157,11 +161,12 @@ class RowContext:
             encoder_revision=encoder.weights_source or encoder.spec.revision or "",
             dataset_fingerprint=dataset.fingerprint(),
             feature_key=str((features.meta if features is not None else {}).get("cache_key", "")),
+            params={"precision": encoder.precision, "device": str(encoder.device)},
         )
 
     def with_encoder(self, name: str, domain: str = "", revision: str = "") -> RowContext:
         """The same dataset and seed for another "model" (e.g. the OCR of a text audit)."""
-        return replace(self, encoder=name, domain=domain, encoder_revision=revision)
+        return replace(self, encoder=name, domain=domain, encoder_revision=revision, params={})
 
     def rows(
         self,
@@ -173,8 +178,9 @@ class RowContext:
         selected: Mapping[str, float] | None = None,
         encoder_b: str = "",
     ) -> list[Row]:
-        """One row per metric of ``scores``; ``params`` / ``selected`` must be schema names."""
-        params, selected = dict(params or {}), dict(selected or {})
+        """One row per metric of ``scores``; ``params`` (added to the context's own) and
+        ``selected`` must be schema names."""
+        params, selected = {**self.params, **(params or {})}, dict(selected or {})
         unknown = sorted(set(params) - set(PARAMS)) + sorted(set(selected) - set(SELECTED))
         if unknown:
             raise ValueError(f"{analysis}: {unknown} are not declared in the results schema")

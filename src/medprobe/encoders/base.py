@@ -1,18 +1,28 @@
-"""The encoder interface every model, real or baseline, implements."""
+"""The encoder interface every model, real or baseline, implements.
+
+An encoder is immutable once built: :func:`medprobe.encoders.create_encoder` hands its loader a
+:class:`BuildOptions` (device, precision, weights path, remote-code opt-in) and the loader hands
+the constructor the :class:`WeightsRef` it resolved, so nothing is patched onto an encoder
+afterwards. Everything that changes its numbers is part of :meth:`Encoder.identity` (and so of
+every feature cache key), and :attr:`Encoder.recipe` rebuilds the same encoder elsewhere.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import torch
 from PIL import Image
 
+from medprobe.encoders.options import PRECISIONS, BuildOptions, Precision, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.encoders.transforms import build_geometry, normalize
 from medprobe.errors import MedprobeError
 from medprobe.fingerprint import fingerprint
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Encoder(ABC):
@@ -25,20 +35,65 @@ class Encoder(ABC):
     """
 
     requires_fit: bool = False
-    #: The exact weights used: a hub commit hash or a local path (set by hub/local loaders).
-    weights_source: str | None = None
-    #: Content hash of the weight files (set by loaders; part of every cache key).
-    weights_digest: str | None = None
-    #: ``create_encoder`` arguments that rebuild this encoder elsewhere (Ray workers).
-    recipe: dict | None = None
+    #: Precisions this encoder can compute in (numpy baselines: fp32 only).
+    precisions: tuple[str, ...] = ("fp32",)
 
-    def __init__(self, spec: EncoderSpec) -> None:
-        self.spec = spec
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        options: BuildOptions | None = None,
+        weights: WeightsRef | None = None,
+    ) -> None:
+        options = options or BuildOptions()
+        if options.precision not in self.precisions:
+            raise MedprobeError(
+                f"{spec.name} computes in {', '.join(self.precisions)} only; precision "
+                f"{options.precision!r} does not apply to it"
+            )
+        self._spec = spec
+        self._options = options
+        self._weights = weights or WeightsRef()
         self._geometry = build_geometry(spec.preprocessing)
 
     @property
+    def spec(self) -> EncoderSpec:
+        return self._spec
+
+    @property
     def name(self) -> str:
-        return self.spec.name
+        return self._spec.name
+
+    @property
+    def precision(self) -> Precision:
+        """The numeric precision of the forward pass (fp32, bf16 or fp16)."""
+        return self._options.precision
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return torch.device(self._options.device)
+
+    @property
+    def weights_source(self) -> str | None:
+        """The exact weights used: ``repo@commit`` or a local path (None: no weights file)."""
+        return self._weights.source
+
+    @property
+    def weights_digest(self) -> str | None:
+        """Content hash of the weight files (part of every cache key)."""
+        return self._weights.digest
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """``create_encoder`` arguments that rebuild this encoder elsewhere (Ray actors)."""
+        o = self._options
+        return {
+            "name_or_spec": self._spec,
+            "device": o.device,
+            "precision": o.precision,
+            "weights": o.weights,
+            "trust_remote_code": o.trust_remote_code,
+        }
 
     @property
     def geometry(self):
@@ -47,7 +102,7 @@ class Encoder(ABC):
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 batch from :attr:`geometry` -> the float batch :meth:`encode_images` takes."""
-        return normalize(batch, self.spec.preprocessing)
+        return normalize(batch, self._spec.preprocessing)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """One RGB image -> the float tensor the model sees, per the spec's preprocessing."""
@@ -60,11 +115,11 @@ class Encoder(ABC):
     @property
     def has_text(self) -> bool:
         """Whether :meth:`encode_texts` is available (vision-language models)."""
-        return self.spec.text is not None
+        return self._spec.text is not None
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts -> float32 ``[N, D]`` in the image embedding space (VLMs only)."""
-        raise MedprobeError(f"{self.spec.name} is a vision-only encoder; it has no text side")
+        raise MedprobeError(f"{self._spec.name} is a vision-only encoder; it has no text side")
 
     def fit(self, batch: torch.Tensor) -> Self:
         """Learn an unsupervised transform from training images (no labels). Default: nothing."""
@@ -75,11 +130,16 @@ class Encoder(ABC):
         return b""
 
     def identity(self) -> str:
-        """Spec, weights and their content hash: what a feature cache key needs. (A fitted
-        transform is a deterministic function of the spec and the training images, which the
-        dataset part of the key covers.)"""
+        """What a feature cache key needs: spec, weights and their content hash, precision and
+        the kind of device (GPU kernels give other low bits than CPU ones; the GPU index does
+        not matter). A fitted transform is a deterministic function of the spec and the
+        training images, which the dataset part of the key covers."""
         return fingerprint(
-            self.spec.fingerprint(), self.weights_source or "", self.weights_digest or ""
+            self._spec.fingerprint(),
+            self.weights_source or "",
+            self.weights_digest or "",
+            self.precision,
+            self.device.type,
         )
 
     def fingerprint(self) -> str:
@@ -87,20 +147,43 @@ class Encoder(ABC):
         return fingerprint(self.identity(), self.state())
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.spec.name!r})"
+        return (
+            f"{type(self).__name__}({self._spec.name!r}, device={self._options.device!r}, "
+            f"precision={self.precision!r})"
+        )
 
 
 class TorchEncoder(Encoder):
-    """An encoder backed by a ``torch.nn.Module`` whose forward returns features."""
+    """An encoder backed by a ``torch.nn.Module`` whose forward returns features.
 
-    def __init__(self, spec: EncoderSpec, module: torch.nn.Module, device: str = "cpu") -> None:
-        super().__init__(spec)
-        self.device = torch.device(device)
-        self.module = module.eval().to(self.device)
-        #: "bf16" or "fp16" autocast on GPU; CPU always runs fp32 (reproducible features).
-        self.precision = "fp32"
+    The module is placed on the device and cast to the precision when the encoder is built (like
+    ``open_clip.create_model(..., precision=, device=)``); bf16/fp16 also run under autocast, on
+    the CPU too (torch's CPU autocast), so reduced precision is really computed everywhere and is
+    part of the identity.
+    """
+
+    precisions = PRECISIONS
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        module: torch.nn.Module,
+        options: BuildOptions | None = None,
+        weights: WeightsRef | None = None,
+    ) -> None:
+        super().__init__(spec, options, weights)
+        module = module.eval().to(self.device, dtype=self.dtype)
         if self.device.type == "cuda":  # conv nets run faster channels-last on GPU
-            self.module = self.module.to(memory_format=torch.channels_last)
+            module = module.to(memory_format=torch.channels_last)
+        self._module = module
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self._module
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.precision]
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         # On a GPU the uint8 batch is moved first and normalised there.
@@ -108,24 +191,25 @@ class TorchEncoder(Encoder):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The model call; subclasses pick the embedding (projected / pooled / CLS)."""
-        return self.module(batch)
+        return self._module(batch)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.precision != "fp32")
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        batch = batch.to(self.device, non_blocking=True)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        use_amp = self.device.type == "cuda" and dtype is not None
+        batch = batch.to(self.device, dtype=self.dtype, non_blocking=True)
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=use_amp):
+        with torch.inference_mode(), self._autocast():
             out = self.forward(batch)
         return out.float().cpu().numpy()
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
         """The text-tower call; VLM subclasses implement it."""
-        raise MedprobeError(f"{self.spec.name} is a vision-only encoder; it has no text side")
+        raise MedprobeError(f"{self._spec.name} is a vision-only encoder; it has no text side")
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         if not self.has_text:
             return super().encode_texts(texts)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             return self.text_forward(list(texts)).float().cpu().numpy()

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Self
 
 import numpy as np
@@ -15,6 +16,7 @@ from skimage.feature import hog, local_binary_pattern
 from sklearn.decomposition import PCA
 
 from medprobe.encoders.base import Encoder
+from medprobe.encoders.options import BuildOptions
 from medprobe.encoders.spec import EncoderSpec
 
 
@@ -28,8 +30,8 @@ class PixelEncoder(Encoder):
 
     requires_fit = True
 
-    def __init__(self, spec: EncoderSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: EncoderSpec, options: BuildOptions | None = None) -> None:
+        super().__init__(spec, options)
         self.n_components = int(spec.options.get("n_components", spec.embed_dim))
         self.pca_: PCA | None = None
 
@@ -88,7 +90,8 @@ class HandcraftedEncoder(Encoder):
         return np.stack([self._one(img) for img in images]).astype(np.float32)
 
 
-def load_baseline(spec: EncoderSpec, **_: object) -> Encoder:
-    """Loader for ``library == "baseline"`` specs (numpy code; they run on the CPU)."""
+def load_baseline(spec: EncoderSpec, options: BuildOptions) -> Encoder:
+    """Loader for ``library == "baseline"`` specs: numpy code, so they run on the CPU in fp32
+    whatever device was asked for (a reduced precision asked for explicitly is refused)."""
     kinds = {"pixels": PixelEncoder, "handcrafted": HandcraftedEncoder}
-    return kinds[spec.architecture](spec)
+    return kinds[spec.architecture](spec, replace(options, device="cpu"))

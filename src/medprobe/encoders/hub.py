@@ -21,6 +21,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
 OPEN_CLIP_FILES = (
@@ -48,6 +49,35 @@ TRANSFORMERS_FILES = (
 )
 TIMM_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "open_clip_*")
 TEXT_CONFIG_FILES = ("config.json", "tokenizer*", "vocab*", "special_tokens_map.json")
+CONCH_FILES = ("pytorch_model.bin", "meta.yaml")
+#: CXR-BERT (BioViL's text side), read from the same repository as BioViL's image weights.
+CXR_BERT_FILES = ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer*", "special_tokens*")
+_LIBRARY_FILES = {
+    "open_clip": OPEN_CLIP_FILES,
+    "transformers": TRANSFORMERS_FILES,
+    "timm": TIMM_FILES,
+    "conch": CONCH_FILES,
+}
+
+
+def repo_files(spec: EncoderSpec) -> tuple[str, ...]:
+    """The files (glob patterns) of a spec's hub repository that medprobe reads: the spec's own
+    ``options['files']``, BioViL's image file + CXR-BERT, or its library's defaults."""
+    if "files" in spec.options:
+        return tuple(spec.options["files"])
+    if spec.library == "hi-ml-multimodal":
+        return (spec.options["image_weights"], *CXR_BERT_FILES)
+    return _LIBRARY_FILES.get(spec.library, ())
+
+
+def cached_commit(repo_id: str, revision: str | None, repo_type: str = "model") -> str | None:
+    """The commit of ``repo_id`` at ``revision`` (a commit, a branch or a tag; default main) in
+    the local HF cache, or None when that snapshot is not there."""
+    repo = hub_cache_dir() / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    rev = revision or "main"
+    ref = repo / "refs" / rev
+    commit = ref.read_text().strip() if ref.is_file() else rev
+    return commit if (repo / "snapshots" / commit).is_dir() else None
 
 
 def hub_cache_dir() -> Path:
@@ -65,7 +95,25 @@ def offline() -> bool:
     )
 
 
-def fetch(model: str, repo_id: str, revision: str | None, patterns: Sequence[str]) -> Path:
+def download_command(
+    repo_id: str, revision: str | None, patterns: Sequence[str], repo_type: str = "model"
+) -> str:
+    """The one ``hf download`` command that fetches exactly the files medprobe reads."""
+    parts = ["hf download", repo_id]
+    if repo_type != "model":
+        parts.append(f"--repo-type {repo_type}")
+    parts.append(f"--revision {revision or 'main'}")
+    parts += [f"--include '{p}'" for p in patterns]
+    return " ".join(parts)
+
+
+def fetch(
+    model: str,
+    repo_id: str,
+    revision: str | None,
+    patterns: Sequence[str],
+    repo_type: str = "model",
+) -> Path:
     """The snapshot folder of ``repo_id`` at ``revision`` holding ``patterns``.
 
     Failure is one sentence naming the model, what to download and where to put it.
@@ -73,12 +121,14 @@ def fetch(model: str, repo_id: str, revision: str | None, patterns: Sequence[str
     rev = revision or "main"
     where = hub_cache_dir()
     how = (
-        f"download it with `hf download {repo_id} --revision {rev}` (into the HF cache at "
-        f"{where}), or pass a local folder with weights=/path or local:/path"
+        f"download it with `{download_command(repo_id, revision, patterns, repo_type)}` (into "
+        f"the HF cache at {where}), or pass a local folder with --weights /path (weights: in a "
+        "study file)"
     )
     try:
         path = snapshot_download(
             repo_id,
+            repo_type=repo_type,
             revision=revision,
             allow_patterns=list(patterns),
             cache_dir=where,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medprobe.fingerprint import fingerprint
 
@@ -17,11 +17,16 @@ INCEPTION_STD = (0.5, 0.5, 0.5)
 NO_NORM_MEAN = (0.0, 0.0, 0.0)
 NO_NORM_STD = (1.0, 1.0, 1.0)
 
-Library = Literal["baseline", "open_clip", "transformers", "timm"]
+Library = Literal[
+    "baseline", "open_clip", "transformers", "timm", "custom", "hi-ml-multimodal", "conch"
+]
 Domain = Literal["medical", "general", "baseline", "unknown"]
 Embedding = Literal["projected", "pooled", "cls", "pixels", "handcrafted"]
-ResizeMode = Literal["resize_center_crop", "squash", "pad"]
+ResizeMode = Literal["resize_center_crop", "squash", "pad", "pad_bottom_right"]
 Interpolation = Literal["bicubic", "bilinear", "nearest"]
+#: Whose resize/crop code makes the pixels: PIL's (torchvision, open_clip and timm transforms
+#: on PIL images) or the transformers image processor's (a torchvision resize on uint8 tensors).
+Backend = Literal["pil", "transformers"]
 
 
 class _Frozen(BaseModel):
@@ -33,8 +38,13 @@ class Preprocessing(_Frozen):
 
     ``resize_center_crop`` resizes the shorter side to ``resize_size`` (default ``image_size``)
     and crops the centre to ``image_size`` (CLIP/open_clip default; DINOv2 resizes to 256, crops
-    224); ``squash`` resizes both sides to ``image_size`` ignoring the aspect
-    ratio; ``pad`` pads to a square with black, then resizes.
+    224); ``squash`` resizes both sides to ``resize_size`` (default ``image_size``) ignoring the
+    aspect ratio, then crops the centre to ``image_size`` (timm's squash); ``pad`` pads to a
+    square with black, then resizes; ``pad_bottom_right`` resizes the longer side to
+    ``image_size`` keeping the aspect ratio and zero-pads the bottom and right (FLAIR).
+    ``backend`` names the library whose resize code runs (see :data:`Backend`); ``grey``
+    converts to 8-bit grey first (PIL ``L``) and repeats it on three channels, as the chest
+    X-ray libraries do (hi-ml's BioViL, MedCLIP).
     """
 
     image_size: int = Field(gt=0)
@@ -43,6 +53,8 @@ class Preprocessing(_Frozen):
     interpolation: Interpolation = "bicubic"
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
+    backend: Backend = "pil"
+    grey: bool = False
 
     def describe(self) -> str:
         """One line for reports: ``224px resize_center_crop bicubic mean=(...) std=(...)``."""
@@ -88,6 +100,13 @@ class EncoderSpec(_Frozen):
     trust_remote_code: bool = False
     notes: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _processor_backend(self) -> EncoderSpec:
+        # A transformers model sees the pixels of its image processor's own resize code.
+        if self.library == "transformers" and self.preprocessing.backend != "transformers":
+            raise ValueError(f"{self.name}: a transformers spec needs backend='transformers'")
+        return self
 
     def fingerprint(self) -> str:
         """Hash of every field: a changed revision, size or mean/std changes the key."""

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import timm
 import torch
 
 from medprobe.encoders.base import Encoder, TorchEncoder
-from medprobe.encoders.hub import TIMM_FILES
 from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
+from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 
 _TRANSFORMER = re.compile(r"^(vit|deit|beit|eva|swin)")
@@ -47,13 +46,11 @@ def build_timm_module(spec: EncoderSpec) -> torch.nn.Module:
         )
 
 
-def load_timm(
-    spec: EncoderSpec, *, device: str = "cpu", weights: Path | None = None, **_: object
-) -> Encoder:
+def load_timm(spec: EncoderSpec, options: BuildOptions) -> Encoder:
     """Loader for ``library == "timm"`` specs: random (seeded) or from hub / local weights."""
-    if spec.options.get("random_init") and weights is None:
-        return TimmEncoder(spec, build_timm_module(spec), device=device)
-    folder, source = weights_folder(spec, weights, TIMM_FILES)
+    if spec.options.get("random_init") and options.weights is None:
+        return TimmEncoder(spec, build_timm_module(spec), options)
+    folder, source = weights_folder(spec, options.weights)
 
     def build() -> torch.nn.Module:
         if folder.is_dir() and (folder / "config.json").is_file():
@@ -64,7 +61,5 @@ def load_timm(
             name, pretrained=True, num_classes=0, **extra, **spec.options.get("model_args", {})
         )
 
-    encoder = TimmEncoder(spec, checked_load(spec, folder, build), device=device)
-    encoder.weights_source = source
-    encoder.weights_digest = weights_digest(folder)
-    return encoder
+    module = checked_load(spec, folder, build)
+    return TimmEncoder(spec, module, options, WeightsRef(source, weights_digest(folder)))

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from medprobe.encoders.base import TorchEncoder
-from medprobe.encoders.hub import TRANSFORMERS_FILES
 from medprobe.encoders.loading import checked_load, weights_digest, weights_folder
+from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
@@ -18,9 +18,14 @@ class HFEncoder(TorchEncoder):
     ``pooled``: the model's ``pooler_output``."""
 
     def __init__(
-        self, spec: EncoderSpec, module: torch.nn.Module, folder: Path, device: str = "cpu"
+        self,
+        spec: EncoderSpec,
+        module: torch.nn.Module,
+        folder: Path,
+        options: BuildOptions,
+        weights: WeightsRef,
     ) -> None:
-        super().__init__(spec, module, device)
+        super().__init__(spec, module, options, weights)
         self.folder = folder
         self._tokenizer = None
 
@@ -78,17 +83,42 @@ class LLM2CLIPEncoder(HFEncoder):
         return self.module.get_text_features(embeddings.float())
 
 
-def load_transformers(
-    spec: EncoderSpec,
-    *,
-    device: str = "cpu",
-    weights: Path | None = None,
-    trust_remote_code: bool = False,
-    **_: object,
-) -> HFEncoder:
+class ConceptCLIPEncoder(HFEncoder):
+    """ConceptCLIP's remote code: ``model(pixel_values=...)["image_features"]`` for images and
+    ``model.text(input_ids)[0]`` for texts (the calls of JerrryNie/ConceptCLIP's own evaluation
+    code, downstream_evaluation/medical_image_diagnosis)."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module(pixel_values=batch)["image_features"]
+
+    def text_forward(self, texts: list[str]) -> torch.Tensor:
+        from transformers import AutoTokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        tokens = self._tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.spec.text.context_length,
+            return_tensors="pt",
+        ).to(self.device)
+        return self.module.text(tokens["input_ids"])[0]
+
+
+#: Remote-code models whose calls differ from CLIP's (``options['interface']``).
+_INTERFACES: dict[str, type[HFEncoder]] = {
+    "hf": HFEncoder,
+    "llm2clip": LLM2CLIPEncoder,
+    "conceptclip": ConceptCLIPEncoder,
+}
+
+
+def load_transformers(spec: EncoderSpec, options: BuildOptions) -> HFEncoder:
     """Loader for ``library == "transformers"`` specs (safetensors; remote code only on opt-in)."""
+    weights = options.weights
     if spec.trust_remote_code:
-        if not trust_remote_code:
+        if not options.trust_remote_code:
             raise MedprobeError(
                 f"{spec.name} runs code from its hub repository; allow it explicitly with "
                 "trust_remote_code=True (CLI: --trust-remote-code)"
@@ -100,7 +130,7 @@ def load_transformers(
             )
     from transformers import AutoModel
 
-    folder, source = weights_folder(spec, weights, TRANSFORMERS_FILES)
+    folder, source = weights_folder(spec, weights)
     module = checked_load(
         spec,
         folder,
@@ -111,8 +141,7 @@ def load_transformers(
             **spec.options.get("model_args", {}),
         ),
     )
-    kind = LLM2CLIPEncoder if spec.options.get("text_llm") else HFEncoder
-    encoder = kind(spec, module, folder, device)
-    encoder.weights_source = source
-    encoder.weights_digest = weights_digest(folder)
-    return encoder
+    kind = _INTERFACES[
+        spec.options.get("interface", "llm2clip" if "text_llm" in spec.options else "hf")
+    ]
+    return kind(spec, module, folder, options, WeightsRef(source, weights_digest(folder)))

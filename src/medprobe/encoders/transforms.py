@@ -22,6 +22,68 @@ def _pad_to_square(image: Image.Image) -> Image.Image:
     return ImageOps.pad(image, (side, side), color=(0, 0, 0), centering=(0.5, 0.5))
 
 
+class _PadBottomRight:
+    """Longer side to ``size`` (aspect kept, ``int`` of the scaled sides as FLAIR computes them),
+    then black padding at the bottom and right to a ``size`` x ``size`` canvas."""
+
+    def __init__(self, size: int, interpolation: Image.Resampling) -> None:
+        self.size, self.interpolation = size, interpolation
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        scale = max(image.size) / self.size
+        w, h = int(image.width / scale), int(image.height / scale)
+        canvas = Image.new("RGB", (self.size, self.size))
+        canvas.paste(image.resize((w, h), self.interpolation, reducing_gap=None), (0, 0))
+        return canvas
+
+
+class _Grey:
+    """8-bit grey (PIL ``L``), repeated on three channels."""
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return image.convert("L").convert("RGB")
+
+
+class _ProcessorGeometry:
+    """The transformers image processor's own resize and crop, rescaling and normalisation off:
+    it returns the uint8 tensor that the processor would go on to scale (built lazily in each
+    data-loading worker; pickles as its spec)."""
+
+    def __init__(self, pre: Preprocessing) -> None:
+        self.pre, self._processor = pre, None
+
+    def __getstate__(self) -> dict:
+        return {"pre": self.pre, "_processor": None}
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if self._processor is None:
+            from transformers import CLIPImageProcessor
+
+            pre = self.pre
+            resize = pre.resize_size or pre.image_size
+            size = (
+                {"shortest_edge": resize}
+                if pre.resize_mode == "resize_center_crop"
+                else {"height": resize, "width": resize}
+            )
+            self._processor = CLIPImageProcessor(
+                size=size,
+                crop_size={"height": pre.image_size, "width": pre.image_size},
+                do_center_crop=resize != pre.image_size or pre.resize_mode != "squash",
+                resample=_PIL[pre.interpolation],
+                do_rescale=False,
+                do_normalize=False,
+            )
+        return self._processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+
+_PIL = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
 def build_geometry(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> uint8 tensor [3, S, S]: the resize/crop/pad part of ``pre``.
 
@@ -30,15 +92,25 @@ def build_geometry(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """
     size = pre.image_size
     interpolation = _INTERPOLATION[pre.interpolation]
+    first: list[Callable] = [_Grey()] if pre.grey else []
+    if pre.backend == "transformers":
+        if pre.resize_mode not in ("resize_center_crop", "squash"):
+            raise ValueError(f"the transformers backend cannot {pre.resize_mode}")
+        return T.Compose([*first, _ProcessorGeometry(pre)])
     geometry: list[Callable] = []
     if pre.resize_mode == "resize_center_crop":
         resize = pre.resize_size or size
         geometry = [T.Resize(resize, interpolation=interpolation), T.CenterCrop(size)]
-    elif pre.resize_mode == "squash":
-        geometry = [T.Resize((size, size), interpolation=interpolation)]
+    elif pre.resize_mode == "squash":  # timm's squash: both sides to resize_size, then crop
+        resize = pre.resize_size or size
+        geometry = [T.Resize((resize, resize), interpolation=interpolation)]
+        if resize != size:
+            geometry.append(T.CenterCrop(size))
+    elif pre.resize_mode == "pad_bottom_right":
+        geometry = [_PadBottomRight(size, _PIL[pre.interpolation])]
     else:  # pad: keep the whole image and its aspect ratio
         geometry = [_pad_to_square, T.Resize((size, size), interpolation=interpolation)]
-    return T.Compose([*geometry, T.ToImage()])
+    return T.Compose([*first, *geometry, T.ToImage()])
 
 
 def normalize(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:

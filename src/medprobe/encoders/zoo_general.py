@@ -11,19 +11,24 @@ from medprobe.encoders.spec import (
     Preprocessing,
     TextSide,
 )
-from medprobe.encoders.zoo_medical import CLIP_224, CLIP_TEXT
+from medprobe.encoders.zoo_medical import CLIP_224, CLIP_TEXT, HF_CLIP_224
 
 SIGLIP_TEXT = TextSide(tokenizer="sentencepiece", context_length=64, padding="max_length")
-DINOV2 = Preprocessing(image_size=224, resize_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+DINOV2 = Preprocessing(
+    image_size=224, resize_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, backend="transformers"
+)
 
 
 def _siglip(size: int) -> Preprocessing:
+    # Bicubic squash: open_clip's SigLIP preprocess (_slpcfg) and transformers'
+    # SiglipImageProcessor default (resample=3); the full check at load compares with the repo's.
     return Preprocessing(
         image_size=size,
         resize_mode="squash",
-        interpolation="bilinear",
+        interpolation="bicubic",
         mean=INCEPTION_MEAN,
         std=INCEPTION_STD,
+        backend="transformers",
     )
 
 
@@ -37,7 +42,7 @@ def _openai_clip(name: str, hub_id: str, dim: int, size: int, notes: str) -> Enc
         subdomain="web image-text",
         embed_dim=dim,
         embedding="projected",
-        preprocessing=Preprocessing(image_size=size),
+        preprocessing=Preprocessing(image_size=size, backend="transformers"),
         text=CLIP_TEXT,
         license="MIT",
         notes=f"OpenAI CLIP {notes}, WIT-400M.",
@@ -77,17 +82,20 @@ def _dinov2(size: str, dim: int) -> EncoderSpec:
     )
 
 
-def _llm2clip(name: str, hub_id: str, dim: int, size: int) -> EncoderSpec:
+def _llm2clip(
+    name: str, hub_id: str, dim: int, size: int, revision: str | None = None, where: str = ""
+) -> EncoderSpec:
     return EncoderSpec(
         name=name,
         library="transformers",
         architecture="LLM2CLIP (remote code)",
         hub_id=hub_id,
+        revision=revision,
         domain="general",
         subdomain="web image-text (LLM text encoder)",
         embed_dim=dim,
         embedding="projected",
-        preprocessing=Preprocessing(image_size=size),
+        preprocessing=Preprocessing(image_size=size, backend="transformers"),
         text=TextSide(
             tokenizer="microsoft/LLM2CLIP-Llama-3-8B-Instruct-CC-Finetuned", context_length=512
         ),
@@ -96,6 +104,7 @@ def _llm2clip(name: str, hub_id: str, dim: int, size: int) -> EncoderSpec:
         notes=(
             "CLIP image tower post-trained with an 8B LLM text encoder. Image features need only "
             "the image tower; the LLM is loaded only for text analyses (llm2vec)."
+            + (f" Revision pinned from {where}." if revision else " No public pinned revision.")
         ),
         options={
             "text_llm": "microsoft/LLM2CLIP-Llama-3-8B-Instruct-CC-Finetuned",
@@ -200,7 +209,17 @@ GENERAL: tuple[EncoderSpec, ...] = (
     _dinov2("small", 384),
     _dinov2("base", 768),
     _dinov2("large", 1024),
-    _llm2clip("llm2clip-openai-l14-336", "microsoft/LLM2CLIP-Openai-L-14-336", 1280, 336),
+    _llm2clip(
+        "llm2clip-openai-l14-336",
+        "microsoft/LLM2CLIP-Openai-L-14-336",
+        1280,
+        336,
+        revision="92512331f393a003c3d98404677f991c188162c9",
+        where=(
+            "a public repository that vendors this model's remote code for transformers 5 "
+            "('sources vendored from microsoft/LLM2CLIP-Openai-L-14-336, revision 9251233...')"
+        ),
+    ),
     _llm2clip("llm2clip-openai-b16", "microsoft/LLM2CLIP-Openai-B-16", 1280, 224),
     EncoderSpec(
         name="tinyclip-8m",
@@ -212,7 +231,7 @@ GENERAL: tuple[EncoderSpec, ...] = (
         subdomain="web image-text",
         embed_dim=512,
         embedding="projected",
-        preprocessing=CLIP_224,
+        preprocessing=HF_CLIP_224,
         text=CLIP_TEXT,
         license="MIT",
         notes="The smallest real CLIP checkpoint (ViT-8M/16, YFCC-15M): fast on a CPU.",

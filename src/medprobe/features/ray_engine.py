@@ -1,9 +1,10 @@
 """The Ray engine: the same extraction on Ray Data actors, one per GPU (or per CPU slot).
 
-Actors rebuild the encoder from its recipe (the ``create_encoder`` arguments), so model weights
-are loaded where they run instead of being shipped; fitted encoders (pixels + PCA) are small and
-are shipped whole. Output order is preserved and re-batched to the local engine's batch size, so
-shards and the store format are identical to a local run.
+Actors rebuild the encoder from its recipe (the ``create_encoder`` arguments, device and
+precision included), so model weights are loaded where they run instead of being shipped, and an
+actor computes exactly what the driver's encoder (and its cache key) says; fitted encoders
+(pixels + PCA) are small and are shipped whole. Output order is preserved and re-batched to
+the local engine's batch size, so shards and the store format are identical to a local run.
 """
 
 from __future__ import annotations
@@ -22,13 +23,10 @@ class _RayEncoder:
     """A Ray Data actor: decode, overlay, preprocess and encode a batch of record indices."""
 
     def __init__(self, encoder: Any, dataset: Dataset, overlay: Any) -> None:
-        import torch
-
         if isinstance(encoder, dict):
             from medprobe.encoders import create_encoder
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            encoder = create_encoder(device=device, **encoder)
+            encoder = create_encoder(**encoder)
         self.encoder, self.dataset, self.overlay = encoder, dataset, overlay
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -70,11 +68,9 @@ def ray_batches(
         raise MedprobeError("the ray engine needs Ray: pip install 'medprobe[ray]'") from None
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    if encoder.requires_fit or encoder.recipe is None:
-        shipped: Any = encoder
-    else:
-        shipped = {k: v for k, v in encoder.recipe.items()}
+    # A GPU encoder gets one actor per GPU; a CPU one never holds a GPU it would not use.
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if encoder.device.type == "cuda" else 0
+    shipped: Any = encoder if encoder.requires_fit else encoder.recipe
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False

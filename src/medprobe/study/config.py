@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,14 +29,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: ``auto`` (the GPU when one is visible), ``cpu``, ``cuda`` or ``cuda:N``.
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
 class ModelEntry(_Strict):
-    """A zoo name (or ``local:/path``), optionally with local weights or a pinned revision."""
+    """A zoo name (or ``local:/path``), optionally with local weights or a pinned revision, and
+    its own ``device`` / ``precision`` (default: the study's)."""
 
     name: str
     weights: str | None = None
     revision: str | None = None
     trust_remote_code: bool = False
     domain: Literal["medical", "general", "baseline", "unknown"] = "unknown"
+    device: Device | None = None
+    precision: Precision | None = None
 
 
 class DatasetEntry(_Strict):
@@ -131,6 +139,10 @@ class StudyConfig(_Strict):
     text_audit: TextAuditConfig | None = None
     cache: str | None = None
     engine: Literal["local", "ray"] = "local"
+    device: Device = "auto"
+    precision: Precision = Field(
+        "fp32", description="every model's precision, where it applies (baselines: fp32)"
+    )
     batch_size: int = Field(32, gt=0)
     thumbnails: int = Field(3000, ge=0, description="hover thumbnails per dataset in the report")
     base_dir: str = "."
@@ -167,16 +179,82 @@ class StudyConfig(_Strict):
             }
         return data
 
+    def with_overrides(
+        self, *, device: str | None = None, precision: str | None = None
+    ) -> StudyConfig:
+        """The same study with the study-level device / precision replaced (CLI options), each
+        validated like the file's own."""
+        changes = {k: v for k, v in (("device", device), ("precision", precision)) if v}
+        if not changes:
+            return self
+        try:
+            return StudyConfig.model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise MedprobeError(f"--{first['loc'][0]}: {first['msg']}") from None
+
+    def with_model_options(
+        self, *, trust_remote_code: list[str], revisions: dict[str, str]
+    ) -> StudyConfig:
+        """The same study with remote code allowed for, and revisions pinned on, the named
+        models (CLI ``--trust-remote-code MODEL`` / ``--revision MODEL=SHA``); a name that is
+        not one of the study's models is an error."""
+        from medprobe.encoders import get_spec
+
+        def canonical(name: str) -> str:
+            return name if name.startswith("local:") else get_spec(name).name
+
+        wanted = {canonical(n): "trust" for n in trust_remote_code}
+        pins = {canonical(n): rev for n, rev in revisions.items()}
+        mine = {canonical(m.name) for m in self.models}
+        unknown = sorted((set(wanted) | set(pins)) - mine)
+        if unknown:
+            raise MedprobeError(
+                f"{', '.join(unknown)} not in study {self.name!r} (its models: "
+                f"{', '.join(m.name for m in self.models)})"
+            )
+        models = []
+        for model in self.models:
+            name = canonical(model.name)
+            update: dict[str, Any] = {}
+            if name in wanted:
+                update["trust_remote_code"] = True
+            if name in pins:
+                update["revision"] = pins[name]
+            models.append(model.model_copy(update=update))
+        return self.model_copy(update={"models": models})
+
     def resolve(self, path: str) -> Path:
         """A path from the study file, relative to the study file's folder."""
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
 
 
+def bundled_text(name: str) -> str:
+    """The YAML of a bundled study."""
+    if name not in BUNDLED:
+        raise MedprobeError(f"no bundled study {name!r}; bundled studies: {', '.join(BUNDLED)}")
+    return resources.files("medprobe.configs").joinpath(f"{name}.yaml").read_text()
+
+
+def copy_bundled(name: str, folder: Path, *, force: bool = False) -> Path:
+    """Write the bundled study ``name`` to ``folder/name.yaml`` (an editable copy)."""
+    target = folder / f"{name}.yaml"
+    if target.exists() and not force:
+        raise MedprobeError(f"{target} exists; pass --force to overwrite it")
+    header = (
+        f"# Copied from medprobe's bundled study {name!r}. Relative paths are relative to this\n"
+        "# file's folder (or to --data-root). Pin revisions, set weights: folders, allow remote\n"
+        "# code (trust_remote_code: true) per model here.\n"
+    )
+    target.write_text(header + bundled_text(name))
+    return target
+
+
 def load_config(source: str | Path) -> StudyConfig:
     """A study from a YAML file, or a bundled one by name (``demo``, ``paper-2601.14774``)."""
     if str(source) in BUNDLED:
-        text = resources.files("medprobe.configs").joinpath(f"{source}.yaml").read_text()
+        text = bundled_text(str(source))
         base = Path.cwd()
     else:
         path = Path(source).expanduser()

@@ -1,4 +1,9 @@
-"""Before any heavy work: is every model's weights and every dataset present?"""
+"""Before any heavy work: is every model's weights and every dataset present?
+
+Every line says one thing to do: a ``hf download`` command with exactly the files medprobe reads
+(one per repository, extra repositories included), how to get access to a gated model, or which
+option a remote-code model needs.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +12,46 @@ from pathlib import Path
 from braceexpand import braceexpand
 
 from medprobe.encoders import get_spec
-from medprobe.encoders.hub import hub_cache_dir, offline
+from medprobe.encoders.downloads import missing_downloads
+from medprobe.encoders.hub import offline
 from medprobe.errors import MedprobeError
 from medprobe.study.config import DatasetEntry, ModelEntry, StudyConfig
 
 
-def _cached(repo_id: str, revision: str | None) -> bool:
-    repo = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}"
-    if revision:
-        return (repo / "snapshots" / revision).is_dir()
-    ref = repo / "refs" / "main"
-    return ref.is_file() and (repo / "snapshots" / ref.read_text().strip()).is_dir()
+def _merged(lines: list[tuple[str, str]]) -> list[str]:
+    """``name: what`` lines, one per distinct ``what`` (a repository two models share, e.g. the
+    BiomedBERT text config, is one command naming both)."""
+    names: dict[str, list[str]] = {}
+    for name, what in lines:
+        names.setdefault(what, []).append(name)
+    return [
+        f"{', '.join(dict.fromkeys(n))}: {what}" if any(n) else what for what, n in names.items()
+    ]
 
 
-def missing_model(model: ModelEntry, download: bool = False) -> str | None:
-    """What to download for ``model``, or None when it can be loaded now (or, with
-    ``download``, fetched from the hub during the run)."""
+def missing_model(model: ModelEntry, download: bool = False) -> list[str]:
+    """What to do before ``model`` can load, one line each (empty when it can load now, or, with
+    ``download``, be fetched from the hub during the run)."""
     if model.name.startswith("local:"):
         path = Path(model.name[len("local:") :]).expanduser()
-        return None if path.exists() else f"{model.name}: folder {path} does not exist"
+        return [] if path.exists() else [f"{model.name}: folder {path} does not exist"]
     try:
         spec = get_spec(model.name)
     except MedprobeError as exc:
-        return str(exc)
+        return [str(exc)]
     if model.weights:
         path = Path(model.weights).expanduser()
-        return None if path.exists() else f"{spec.name}: weights {path} do not exist"
+        return [] if path.exists() else [f"{spec.name}: weights {path} do not exist"]
     revision = model.revision or spec.revision
     if spec.trust_remote_code and not (model.trust_remote_code and revision):
-        return (
-            f"{spec.name}: runs remote code; set trust_remote_code: true and a pinned "
-            f"revision for {spec.hub_id} in the study file"
-        )
-    if spec.hub_id is None or _cached(spec.hub_id, revision):
-        return None
+        return [
+            f"{spec.name}: runs code from {spec.hub_id}; allow it with --trust-remote-code "
+            f"{spec.name} and pin it with --revision {spec.name}=<commit of {spec.hub_id}> "
+            "(or trust_remote_code: true and revision: in a study file, see `medprobe init`)"
+        ]
     if download and not offline():
-        return None
-    return (
-        f"{spec.name}: hf download {spec.hub_id}"
-        + (f" --revision {revision}" if revision else "")
-        + f"  (into {hub_cache_dir()})"
-    )
+        return []
+    return [f"{spec.name}: {line}" for line in missing_downloads(spec, revision)]
 
 
 def missing_dataset(config: StudyConfig, entry: DatasetEntry) -> str | None:
@@ -65,7 +69,12 @@ def missing_dataset(config: StudyConfig, entry: DatasetEntry) -> str | None:
 
 def preflight(config: StudyConfig, *, download: bool = False) -> list[str]:
     """Everything missing, one line each (empty when the study can run)."""
-    problems = [missing_model(m, download) for m in config.models]
+    pairs = []
+    for model in config.models:
+        for line in missing_model(model, download):
+            name, sep, what = line.partition(": ")
+            pairs.append((name, what) if sep else ("", line))
+    problems: list[str | None] = list(_merged(pairs))
     problems += [missing_dataset(config, d) for d in config.datasets]
     if config.text_audit is not None:
         from medprobe.audit.ocr import tesseract_version

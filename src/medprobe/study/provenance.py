@@ -37,6 +37,9 @@ def encoder_provenance(encoder: Encoder) -> dict[str, Any]:
     return {
         "encoder": encoder.name,
         "identity": encoder.identity(),
+        "device": str(encoder.device),
+        "precision": encoder.precision,
+        "revision": encoder.spec.revision,  # as pinned; the commit used is in "weights"
         "weights": encoder.weights_source,
         "digest": encoder.weights_digest,
         "spec": encoder.spec.model_dump(mode="json"),

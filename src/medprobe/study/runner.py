@@ -26,7 +26,7 @@ from medprobe.analysis.suite import DatasetInput, UnitInput
 from medprobe.audit import TextAudit, TextDetector, audit_text
 from medprobe.audit.run import OCR
 from medprobe.datasets import Dataset, open_source
-from medprobe.encoders import create_encoder
+from medprobe.encoders import computes_in, create_encoder
 from medprobe.encoders.base import Encoder
 from medprobe.errors import MedprobeError
 from medprobe.features import FeatureSet, extract
@@ -56,6 +56,8 @@ class Plan:
     store: FeatureStore | None = None
     batch_size: int = 32
     engine: str = "local"
+    device: str = "cpu"
+    precision: str = "fp32"
     n_thumbnails: int = 3000
     run: RunInfo = field(default_factory=RunInfo.new)
 
@@ -70,7 +72,25 @@ class Plan:
             store=FeatureStore(config.cache or default_cache_dir()),
             batch_size=config.batch_size,
             engine=config.engine,
+            device=config.device,
+            precision=config.precision,
             n_thumbnails=config.thumbnails,
+        )
+
+    def build(self, model: ModelEntry) -> Encoder:
+        """The encoder of a study's model entry: its own device and precision, else the plan's
+        (a study-level precision applies to the models that can compute in it)."""
+        precision = model.precision or (
+            self.precision if computes_in(model.name, self.precision) else "fp32"
+        )
+        return create_encoder(
+            model.name,
+            device=model.device or self.device,
+            precision=precision,
+            weights=model.weights,
+            revision=model.revision,
+            trust_remote_code=model.trust_remote_code,
+            domain=model.domain,
         )
 
     def entries(self, scope: str) -> list[AnalysisEntry]:
@@ -251,13 +271,7 @@ def run_models(
         overall = bar.add_task("study: model x dataset pairs", total=len(entries) * len(datasets))
         for model in entries:
             try:
-                encoder = create_encoder(
-                    model.name,
-                    weights=model.weights,
-                    revision=model.revision,
-                    trust_remote_code=model.trust_remote_code,
-                    domain=model.domain,
-                )
+                encoder = plan.build(model)
             except Exception as exc:
                 message = _one_line(exc)
                 rows += [RowContext(model.name, d, plan.seed).error(message) for d in datasets]
