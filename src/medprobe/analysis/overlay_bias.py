@@ -20,9 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from medprobe.analysis import metrics
-from medprobe.analysis.probes import KNNProbe, LinearProbe, classification_scores
-from medprobe.analysis.stats import Estimate, PairedDifference, bootstrap, paired_bootstrap
+from medprobe.analysis.probes import KNNProbe, LinearProbe
+from medprobe.analysis.scores import classification_scores
+from medprobe.analysis.stats import (
+    Estimate,
+    PairedDifference,
+    bootstrap_counts,
+    mean_of,
+    paired_difference,
+    proportion,
+)
 from medprobe.analysis.zeroshot import ZeroShot, unit_rows
 from medprobe.datasets.base import Dataset
 from medprobe.encoders.base import Encoder
@@ -39,10 +46,12 @@ class OverlayResult:
     dataset: str
     overlay: OverlaySpec
     scores: dict[str, Estimate] = field(default_factory=dict)
-    #: per-image normalised displacement, with the image ids and labels (paired comparisons)
+    #: per-image normalised displacement, with the image ids, labels and groups (paired
+    #: comparisons)
     displacements: np.ndarray | None = None
     ids: np.ndarray | None = None
     labels: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
 
 def _aligned(clean: FeatureSet, over: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
@@ -72,29 +81,26 @@ def per_image_displacement(clean: FeatureSet, over: FeatureSet, seed: int = 0) -
 def displacement(
     clean: FeatureSet, over: FeatureSet, *, seed: int = 0, n_resamples: int = 1000
 ) -> Estimate:
-    """Mean normalised displacement (:func:`per_image_displacement`) with a bootstrap CI."""
+    """Mean normalised displacement (:func:`per_image_displacement`) with a stratified
+    (cluster) bootstrap CI: a mean of per-image values, conditional on the between-class
+    distance it is normalised by (estimated from 20,000 pairs)."""
     values = per_image_displacement(clean, over, seed)
-    return bootstrap(
-        lambda idx: values[idx].mean(axis=1), clean.labels, n_resamples=n_resamples, seed=seed
+    return bootstrap_counts(
+        mean_of(values), clean.labels, clean.groups, n_resamples=n_resamples, seed=seed
     )
 
 
 def compare_displacement(
     a: OverlayResult, b: OverlayResult, *, n_resamples: int = 2000, seed: int = 0
 ) -> PairedDifference:
-    """Paired bootstrap of mean displacement, model ``a`` minus model ``b``, on the same images
-    with the same overlay: the per-model text-sensitivity comparison."""
+    """Mean displacement, model ``a`` minus model ``b``, on the same images with the same
+    overlay (paired bootstrap CI, sign-flip p-value): the per-model text-sensitivity
+    comparison."""
     if a.overlay != b.overlay or a.ids is None or b.ids is None or set(a.ids) != set(b.ids):
         raise MedprobeError("compare overlay results of one overlay on the same images")
     position = {image: i for i, image in enumerate(b.ids)}
     da, db = a.displacements, b.displacements[[position[i] for i in a.ids]]
-    return paired_bootstrap(
-        lambda idx: da[idx].mean(axis=1),
-        lambda idx: db[idx].mean(axis=1),
-        a.labels,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
+    return paired_difference(da, db, a.labels, a.groups, n_resamples=n_resamples, seed=seed)
 
 
 def _probe_on_overlaid(probe, clean: FeatureSet, over: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
@@ -132,8 +138,8 @@ def probe_shift(
     is trained on the shifted train features instead (what the features support without the
     shift, rather than how a clean-trained probe transfers). Also returns each probe's test
     predictions (clean, shifted) for further paired statistics."""
-    y = clean.split("test").labels
-    k = len(clean.class_names)
+    tested = clean.split("test")
+    y, groups = tested.labels, tested.groups
     scores: dict[str, Estimate] = {}
     predictions = {}
     probes = {"knn": lambda: KNNProbe(k=10, seed=seed), "linear": lambda: LinearProbe(seed=seed)}
@@ -144,19 +150,13 @@ def probe_shift(
             clean_scores, shifted_scores = _probe_on_overlaid(make(), clean, shifted)
         for name, proba in zip(names, (clean_scores, shifted_scores), strict=True):
             scores[f"{probe_name}_accuracy_{name}"] = classification_scores(
-                y, proba, n_resamples=n_resamples, seed=seed
+                y, proba, groups=groups
             )["accuracy"]
         before, after = clean_scores.argmax(1), shifted_scores.argmax(1)
-        drop = paired_bootstrap(
-            metrics.statistic(metrics.accuracy, y, before, k),
-            metrics.statistic(metrics.accuracy, y, after, k),
-            y,
-            n_resamples=n_resamples,
-            seed=seed,
+        drop = paired_difference(
+            before == y, after == y, y, groups, n_resamples=n_resamples, seed=seed
         )
-        scores[f"{probe_name}_accuracy_drop"] = Estimate(
-            drop.difference, drop.ci_low, drop.ci_high, drop.n
-        )
+        scores[f"{probe_name}_accuracy_drop"] = drop.estimate()
         predictions[probe_name] = (before, after)
     return scores, predictions
 
@@ -192,10 +192,11 @@ def overlay_bias(
         )
         result = OverlayResult(encoder.name, dataset.name, spec)
         result.displacements = per_image_displacement(clean, over, seed)
-        result.ids, result.labels = np.asarray(clean.ids), clean.labels
-        result.scores["displacement"] = bootstrap(
-            lambda idx, v=result.displacements: v[idx].mean(axis=1),
+        result.ids, result.labels, result.groups = np.asarray(clean.ids), clean.labels, clean.groups
+        result.scores["displacement"] = bootstrap_counts(
+            mean_of(result.displacements),
             clean.labels,
+            clean.groups,
             n_resamples=n_resamples,
             seed=seed,
         )
@@ -225,13 +226,11 @@ def _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resample
             for i in tested.ids
         ]
     )
-    y = tested.labels
     success = (zero_over.y_pred_ == written).astype(float)
     flips = (zero_over.y_pred_ != zero_clean.y_pred_).astype(float)
-    boot = {"n_resamples": n_resamples, "seed": seed}
     return {
-        "attack_success": bootstrap(lambda idx: success[idx].mean(axis=1), y, **boot),
-        "zero_shot_flip_rate": bootstrap(lambda idx: flips[idx].mean(axis=1), y, **boot),
+        "attack_success": proportion(success, tested.groups),
+        "zero_shot_flip_rate": proportion(flips, tested.groups),
         "zero_shot_accuracy_clean": zero_clean.scores_["accuracy"],
         "zero_shot_accuracy_overlaid": zero_over.scores_["accuracy"],
     }
@@ -247,7 +246,14 @@ def _readability(
         [words.index(overlay.text_for(dataset.records[index[i]], index[i])) for i in over.ids]
     )
     relabelled = FeatureSet(
-        over.features, word_of, over.ids, over.splits, words, over.encoder, over.dataset
+        over.features,
+        word_of,
+        over.ids,
+        over.splits,
+        words,
+        over.encoder,
+        over.dataset,
+        groups=over.groups,
     )
     return (
         LinearProbe(seed=seed, n_resamples=n_resamples).fit(relabelled).scores_["balanced_accuracy"]
@@ -293,15 +299,13 @@ def shortcut_reliance(
     for name, fs in (("present", present), ("removed", removed)):
         proba = probe.model_.predict_proba(fs.split("test").features)
         predictions[name] = proba.argmax(axis=1)
-        scores[f"accuracy_shortcut_{name}"] = classification_scores(
-            y, proba, n_resamples=n_resamples, seed=seed
-        )["accuracy"]
-    drop = paired_bootstrap(
-        metrics.statistic(metrics.accuracy, y, predictions["present"], 2),
-        metrics.statistic(metrics.accuracy, y, predictions["removed"], 2),
+        scores[f"accuracy_shortcut_{name}"] = classification_scores(y, proba)["accuracy"]
+    drop = paired_difference(
+        predictions["present"] == y,
+        predictions["removed"] == y,
         y,
         n_resamples=n_resamples,
         seed=seed,
     )
-    scores["reliance"] = Estimate(drop.difference, drop.ci_low, drop.ci_high, drop.n)
+    scores["reliance"] = drop.estimate()
     return scores

@@ -52,6 +52,7 @@ class Plan:
     batch_size: int = 32
     engine: str = "local"
     n_thumbnails: int = 3000
+    protocols: tuple[str, ...] = ("medprobe",)
     run: RunInfo = field(default_factory=RunInfo.new)
 
     @classmethod
@@ -66,6 +67,7 @@ class Plan:
             batch_size=config.batch_size,
             engine=config.engine,
             n_thumbnails=config.thumbnails,
+            protocols=config.linear_probe.protocols(),
         )
 
     def entries(self, scope: str) -> list[AnalysisEntry]:
@@ -92,6 +94,7 @@ class Plan:
             self.seed,
             [o.describe() for o in self.overlays],
             self.text_audit.model_dump() if self.text_audit else None,
+            list(self.protocols),
         )
 
 
@@ -143,6 +146,7 @@ def run_unit(
         batch_size=plan.batch_size,
         overlays=plan.overlays,
         text_audit=audit,
+        protocols=plan.protocols,
     )
     key = plan.unit_key(encoder, dataset)
     unit = saved.load(encoder.name, dataset.name, key) if saved else None
