@@ -145,7 +145,6 @@ def report_command(out: Annotated[Path, typer.Argument(help="A study output fold
 @app.command("compare")
 def compare_command(
     out: Annotated[Path, typer.Argument(help="A study output folder.")],
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the intervals.")] = 2000,
     permutations: Annotated[int, typer.Option(help="Sign-flip permutations of the tests.")] = 9999,
     as_json: Annotated[bool, typer.Option("--json", help="Print compare.json instead.")] = False,
 ) -> None:
@@ -157,11 +156,7 @@ def compare_command(
 
     from medprobe.study.compare import compare, comparison_json, write_comparison
 
-    comparisons = compare(
-        out,
-        n_resamples=positive(resamples, "--resamples"),
-        n_permutations=positive(permutations, "--permutations"),
-    )
+    comparisons = compare(out, n_permutations=positive(permutations, "--permutations"))
     paths = write_comparison(comparisons, out)
     if as_json:
         typer.echo(json.dumps(comparison_json(comparisons), indent=1))

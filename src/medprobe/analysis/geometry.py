@@ -94,7 +94,7 @@ def twonn_sets(x: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, int]:
     k = min(TWONN_NEIGHBOURS, len(x) - 1)
     distances, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
     distances, neighbours = distances[:, 1:], neighbours[:, 1:]
-    g = int(blocks.max()) + 1
+    g = max(int(blocks.max()) + 1, 0)  # blocks of -1: all images, no replicate
     out = np.empty(1 + g)
     used = 0
     for r in range(1 + g):
@@ -113,6 +113,11 @@ def twonn_sets(x: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, int]:
         if r == 0:
             used = int(valid.sum())
     return out, used
+
+
+def twonn(x: np.ndarray) -> float:
+    """The TwoNN intrinsic dimension of ``x`` (:func:`twonn_sets` of one set)."""
+    return float(twonn_sets(x, np.full(len(x), -1))[0][0])
 
 
 def unit_block_sums(x: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,8 @@ class StudyOutcome:
     overlay_examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     #: dataset -> images with their detected burned-in words boxed (uri, caption).
     audit_examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    #: stage (extract, an analysis, embedding <method>) -> seconds of this run, all units
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def dataset_summary(dataset: Dataset) -> dict[str, Any]:

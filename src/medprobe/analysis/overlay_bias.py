@@ -25,8 +25,7 @@ from medprobe.analysis.scores import classification_scores
 from medprobe.analysis.stats import (
     Estimate,
     PairedDifference,
-    bootstrap_counts,
-    mean_of,
+    mean_estimate,
     paired_difference,
     proportion,
 )
@@ -78,29 +77,21 @@ def per_image_displacement(clean: FeatureSet, over: FeatureSet, seed: int = 0) -
     return per_image / between_class_distance(x, clean.labels, seed)
 
 
-def displacement(
-    clean: FeatureSet, over: FeatureSet, *, seed: int = 0, n_resamples: int = 1000
-) -> Estimate:
-    """Mean normalised displacement (:func:`per_image_displacement`) with a stratified
-    (cluster) bootstrap CI: a mean of per-image values, conditional on the between-class
-    distance it is normalised by (estimated from 20,000 pairs)."""
-    values = per_image_displacement(clean, over, seed)
-    return bootstrap_counts(
-        mean_of(values), clean.labels, clean.groups, n_resamples=n_resamples, seed=seed
-    )
+def displacement(clean: FeatureSet, over: FeatureSet, *, seed: int = 0) -> Estimate:
+    """Mean normalised displacement (:func:`per_image_displacement`) with a t interval
+    (cluster-robust standard error): a mean of per-image values, conditional on the
+    between-class distance it is normalised by (estimated from 20,000 pairs)."""
+    return mean_estimate(per_image_displacement(clean, over, seed), clean.groups)
 
 
-def compare_displacement(
-    a: OverlayResult, b: OverlayResult, *, n_resamples: int = 2000, seed: int = 0
-) -> PairedDifference:
+def compare_displacement(a: OverlayResult, b: OverlayResult, *, seed: int = 0) -> PairedDifference:
     """Mean displacement, model ``a`` minus model ``b``, on the same images with the same
-    overlay (paired bootstrap CI, sign-flip p-value): the per-model text-sensitivity
-    comparison."""
+    overlay (paired Wald CI, sign-flip p-value): the per-model text-sensitivity comparison."""
     if a.overlay != b.overlay or a.ids is None or b.ids is None or set(a.ids) != set(b.ids):
         raise MedprobeError("compare overlay results of one overlay on the same images")
     position = {image: i for i, image in enumerate(b.ids)}
     da, db = a.displacements, b.displacements[[position[i] for i in a.ids]]
-    return paired_difference(da, db, a.labels, a.groups, n_resamples=n_resamples, seed=seed)
+    return paired_difference(da, db, a.labels, a.groups, seed=seed)
 
 
 def _probe_on_overlaid(probe, clean: FeatureSet, over: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +119,6 @@ def probe_shift(
     shifted: FeatureSet,
     *,
     seed: int = 0,
-    n_resamples: int = 1000,
     names: tuple[str, str] = ("clean", "overlaid"),
     retrain: bool = False,
 ) -> tuple[dict[str, Estimate], dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -153,9 +143,7 @@ def probe_shift(
                 y, proba, groups=groups
             )["accuracy"]
         before, after = clean_scores.argmax(1), shifted_scores.argmax(1)
-        drop = paired_difference(
-            before == y, after == y, y, groups, n_resamples=n_resamples, seed=seed
-        )
+        drop = paired_difference(before == y, after == y, y, groups, seed=seed)
         scores[f"{probe_name}_accuracy_drop"] = drop.estimate()
         predictions[probe_name] = (before, after)
     return scores, predictions
@@ -168,7 +156,6 @@ def overlay_bias(
     *,
     cache: str | Path | None = None,
     seed: int = 0,
-    n_resamples: int = 1000,
     batch_size: int = 32,
     show_progress: bool = False,
 ) -> list[OverlayResult]:
@@ -193,30 +180,20 @@ def overlay_bias(
         result = OverlayResult(encoder.name, dataset.name, spec)
         result.displacements = per_image_displacement(clean, over, seed)
         result.ids, result.labels, result.groups = np.asarray(clean.ids), clean.labels, clean.groups
-        result.scores["displacement"] = bootstrap_counts(
-            mean_of(result.displacements),
-            clean.labels,
-            clean.groups,
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        result.scores.update(probe_shift(clean, over, seed=seed, n_resamples=n_resamples)[0])
+        result.scores["displacement"] = mean_estimate(result.displacements, clean.groups)
+        result.scores.update(probe_shift(clean, over, seed=seed)[0])
         if spec.source == "wrong_class" and encoder.has_text:
-            result.scores.update(
-                _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resamples)
-            )
+            result.scores.update(_typographic_attack(encoder, dataset, clean, over, overlay, seed))
         if spec.source == "random_word":
-            result.scores["text_readability"] = _readability(
-                dataset, over, overlay, seed, n_resamples
-            )
+            result.scores["text_readability"] = _readability(dataset, over, overlay, seed)
         results.append(result)
     return results
 
 
-def _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resamples):
+def _typographic_attack(encoder, dataset, clean, over, overlay, seed):
     test_index = {r.id: i for i, r in enumerate(dataset.records)}
-    zero_clean = ZeroShot(encoder, n_resamples=n_resamples, seed=seed).fit(clean)
-    zero_over = ZeroShot(encoder, n_resamples=n_resamples, seed=seed).fit(over)
+    zero_clean = ZeroShot(encoder, seed=seed).fit(clean)
+    zero_over = ZeroShot(encoder, seed=seed).fit(over)
     tested = clean.split("test") if (clean.splits == "test").any() else clean
     written = np.array(
         [
@@ -236,9 +213,7 @@ def _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resample
     }
 
 
-def _readability(
-    dataset: Dataset, over: FeatureSet, overlay: TextOverlay, seed: int, n_resamples: int
-) -> Estimate:
+def _readability(dataset: Dataset, over: FeatureSet, overlay: TextOverlay, seed: int) -> Estimate:
     """Balanced accuracy of decoding the written word from overlaid features (chance 1/W)."""
     index = {r.id: i for i, r in enumerate(dataset.records)}
     words = overlay.candidate_texts()
@@ -255,9 +230,7 @@ def _readability(
         over.dataset,
         groups=over.groups,
     )
-    return (
-        LinearProbe(seed=seed, n_resamples=n_resamples).fit(relabelled).scores_["balanced_accuracy"]
-    )
+    return LinearProbe(seed=seed).fit(relabelled).scores_["balanced_accuracy"]
 
 
 def shortcut_reliance(
@@ -267,7 +240,6 @@ def shortcut_reliance(
     n: int = 400,
     difficulty: str = "hard",
     seed: int = 0,
-    n_resamples: int = 1000,
     cache: str | Path | None = None,
     size: int = 128,
 ) -> dict[str, Estimate]:
@@ -292,7 +264,7 @@ def shortcut_reliance(
     train = extract(encoder, make("correlated"), cache=cache, show_progress=False)
     present = extract(encoder, make("label"), cache=cache, show_progress=False)
     removed = extract(encoder, make("independent"), cache=cache, show_progress=False)
-    probe = LinearProbe(seed=seed, n_resamples=n_resamples).fit(train)
+    probe = LinearProbe(seed=seed).fit(train)
     y = present.split("test").labels
     scores = {}
     predictions = {}
@@ -300,12 +272,6 @@ def shortcut_reliance(
         proba = probe.model_.predict_proba(fs.split("test").features)
         predictions[name] = proba.argmax(axis=1)
         scores[f"accuracy_shortcut_{name}"] = classification_scores(y, proba)["accuracy"]
-    drop = paired_difference(
-        predictions["present"] == y,
-        predictions["removed"] == y,
-        y,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
+    drop = paired_difference(predictions["present"] == y, predictions["removed"] == y, y, seed=seed)
     scores["reliance"] = drop.estimate()
     return scores

@@ -9,19 +9,26 @@ few-shot intervals also cover the variation between random draws of the training
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar, Literal, Self
 
 import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 
 from medprobe.analysis import metrics
 from medprobe.analysis.base import Analyser, analyser
 from medprobe.analysis.scores import METRICS, classification_scores
-from medprobe.analysis.stats import Estimate, contained, jackknife_blocks, wilson
+from medprobe.analysis.stats import (
+    Estimate,
+    contained,
+    jackknife_blocks,
+    stratified_subsample,
+    wilson,
+)
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
@@ -42,27 +49,22 @@ def _train_test(fs: FeatureSet, train_splits: tuple[str, ...]) -> tuple[FeatureS
 
 
 @analyser
-class Probe(Analyser, ABC):
-    """Fit on a FeatureSet's training images, score on its test images.
+class Scored(Analyser):
+    """An analyser that trains on a FeatureSet's training images and scores test images.
 
-    Fitted attributes: ``y_true_``, ``y_pred_``, ``y_score_`` (class probabilities) and
-    ``scores_`` (metric -> :class:`Estimate`, intervals over the test images, or test groups).
+    Fitted attributes: ``y_true_``, ``y_pred_``, ``y_score_`` (class probabilities),
+    ``test_ids_`` and ``scores_`` (metric -> :class:`Estimate`, intervals over the test images,
+    or test groups).
     """
 
     train_splits: ClassVar[tuple[str, ...]] = ("train",)
 
-    @abstractmethod
-    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
-        """Class probabilities ``[n_test, n_train_classes]`` for the sorted training classes."""
-
-    def fit(self, fs: FeatureSet) -> Self:
-        train, test = _train_test(fs, self.train_splits)
-        k = len(fs.class_names)
-        proba = self._fit_predict(train, test)
-        self.y_score_ = np.zeros((len(test), k))
+    def _score(self, fs: FeatureSet, train: FeatureSet, test: FeatureSet, proba) -> Self:
+        self.y_score_ = np.zeros((len(test), len(fs.class_names)))
         self.y_score_[:, np.unique(train.labels)] = proba
         self.y_true_ = test.labels
         self.y_pred_ = self.y_score_.argmax(axis=1)
+        self.test_ids_ = test.ids
         self.scores_ = classification_scores(
             self.y_true_, self.y_score_, groups=test.groups, confidence=self.confidence
         )
@@ -70,24 +72,91 @@ class Probe(Analyser, ABC):
 
 
 @analyser
-class KNNProbe(Probe):
-    """k-nearest-neighbour vote, exact search; cosine distance by default.
+class Probe(Scored, ABC):
+    """Fit on the training images, score every test image."""
 
-    Above ``faiss_threshold`` train x test pairs (and with cosine distance) the exact search
-    runs on faiss (inner product of L2-normalised vectors), which returns the same neighbours
-    as scikit-learn's brute force, many times faster.
-    """
+    @abstractmethod
+    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
+        """Class probabilities ``[n_test, n_train_classes]`` for the sorted training classes."""
+
+    def fit(self, fs: FeatureSet) -> Self:
+        train, test = _train_test(fs, self.train_splits)
+        return self._score(fs, train, test, self._fit_predict(train, test))
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The nearest training images (cosine, exact, nearest first) of the test images scored:
+    all of them, or a stratified subsample of ``max_samples``. One search per FeatureSet,
+    reused by every k of the kNN probe and by mutual kNN."""
+
+    #: rows (in the FeatureSet) of the test images scored
+    queries: np.ndarray
+    #: ``[queries, k]`` positions in the training split (``fs.split("train")``)
+    indices: np.ndarray
+    subsampled: bool
+
+
+def search_neighbours(
+    fs: FeatureSet,
+    k: int,
+    *,
+    max_samples: int = 5000,
+    seed: int = 0,
+    faiss_threshold: float = 2e7,
+) -> Neighbours:
+    """Each scored test image's ``k`` nearest training images. Scoring at most ``max_samples``
+    test images keeps the search linear in the number of training images; the probe's
+    intervals then cover its accuracy from the images scored. Above ``faiss_threshold``
+    train x test pairs the exact search runs on faiss (inner products of L2-normalised
+    float32 vectors, the same neighbours as scikit-learn's brute force, many times faster)."""
+    train, test_rows = fs.split("train"), np.flatnonzero(fs.splits == "test")
+    keep = stratified_subsample(fs.labels[test_rows], max_samples, seed)
+    queries = test_rows[keep]
+    k = min(k, len(train))
+    x = fs.features[queries]
+    if len(train) * len(queries) >= faiss_threshold:
+        indices = faiss_neighbours(train.features, x, k)
+    else:
+        search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute")
+        indices = search.fit(train.features).kneighbors(x, return_distance=False)
+    return Neighbours(queries, indices, len(queries) < len(test_rows))
+
+
+@analyser
+class KNNProbe(Scored):
+    """k-nearest-neighbour vote on the training images, exact search; cosine distance by
+    default (from :func:`search_neighbours`, which a caller may pass in to share one search
+    among several k). At most ``max_samples`` test images are scored (a stratified subsample;
+    ``subsampled_`` says whether it was one)."""
 
     k: int = 10
     metric: str = "cosine"
+    max_samples: int = 5000
     faiss_threshold: float = 2e7
 
-    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
+    def fit(self, fs: FeatureSet, neighbours: Neighbours | None = None) -> Self:
+        train, _ = _train_test(fs, self.train_splits)
         k = min(self.k, len(train))
-        if self.metric == "cosine" and len(train) * len(test) >= self.faiss_threshold:
-            return knn_vote(faiss_neighbours(train.features, test.features, k), train.labels)
-        knn = KNeighborsClassifier(n_neighbors=k, metric=self.metric, algorithm="brute")
-        return knn.fit(train.features, train.labels).predict_proba(test.features)
+        if self.metric == "cosine":
+            found = neighbours or search_neighbours(
+                fs,
+                k,
+                max_samples=self.max_samples,
+                seed=self.seed,
+                faiss_threshold=self.faiss_threshold,
+            )
+            if found.indices.shape[1] < k:
+                raise ValueError(f"the neighbour search found {found.indices.shape[1]} < {k}")
+            queries, proba = found.queries, knn_vote(found.indices[:, :k], train.labels)
+            self.subsampled_ = found.subsampled
+        else:
+            test_rows = np.flatnonzero(fs.splits == "test")
+            keep = stratified_subsample(fs.labels[test_rows], self.max_samples, self.seed)
+            queries, self.subsampled_ = test_rows[keep], len(keep) < len(test_rows)
+            knn = KNeighborsClassifier(n_neighbors=k, metric=self.metric, algorithm="brute")
+            proba = knn.fit(train.features, train.labels).predict_proba(fs.features[queries])
+        return self._score(fs, train, fs.subset(queries), proba)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

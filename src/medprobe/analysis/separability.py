@@ -77,7 +77,7 @@ def scatter_ratios(counts, sums, squares) -> tuple[np.ndarray, np.ndarray]:
 def fisher_ratio(x: np.ndarray, y: np.ndarray) -> float:
     """tr(S_between) / tr(S_within): spread of class means over spread within classes."""
     moments = ClassMoments(x, np.unique(y, return_inverse=True)[1], np.zeros(len(x), int))
-    between, within = scatter_ratios(*moments.totals())
+    between, within = scatter_ratios(*(t[:1] for t in moments.totals()))
     return float(between[0] / within[0]) if within[0] > 0 else float("inf")
 
 

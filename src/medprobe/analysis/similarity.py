@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from medprobe.analysis.base import analyser
-from medprobe.analysis.probes import faiss_neighbours
+from medprobe.analysis.probes import Neighbours, faiss_neighbours, search_neighbours
 from medprobe.analysis.stats import (
     Estimate,
     chunks,
@@ -166,21 +166,47 @@ def alignment(featuresets: Sequence[FeatureSet]) -> list[np.ndarray]:
     return out
 
 
+def _shared_neighbours(
+    featuresets: Sequence[FeatureSet], found: Sequence[Neighbours], k: int
+) -> tuple[list[np.ndarray], int]:
+    """Each model's first ``k`` neighbours of the query images shared by every model, as
+    codes of image ids (so models extracted in another order still compare image by image)."""
+    vocabulary = np.unique(featuresets[0].ids)
+    common = None
+    for fs, nb in zip(featuresets, found, strict=True):
+        ids = fs.ids[nb.queries]
+        common = set(ids) if common is None else common & set(ids)
+    order = np.array(sorted(common))
+    out = []
+    for fs, nb in zip(featuresets, found, strict=True):
+        train_ids = fs.split("train").ids
+        position = {image: i for i, image in enumerate(fs.ids[nb.queries])}
+        rows = nb.indices[[position[i] for i in order], :k]
+        out.append(np.sort(np.searchsorted(vocabulary, train_ids[rows]), axis=1))
+    return out, len(order)
+
+
 @analyser
 class CrossModel(BaseEstimator):
     """Models x models matrices of linear CKA (``cka_``, with jackknife intervals in
-    ``cka_low_`` / ``cka_high_``) and mutual-kNN alignment (``mutual_knn_``, on a stratified
-    subsample of at most ``max_samples`` images: one neighbour search per model, reused by
-    every pair)."""
+    ``cka_low_`` / ``cka_high_``) and mutual-kNN alignment (``mutual_knn_``).
+
+    Mutual kNN compares each model's ``k`` nearest training images of the test images scored
+    by the kNN probe (pass the probes' :class:`~medprobe.analysis.probes.Neighbours` to reuse
+    their search); a dataset without train and test splits compares each image's nearest other
+    images on a stratified subsample of at most ``max_samples``. ``n_mutual_`` is the number
+    of images compared."""
 
     unbiased: bool = True
     k: int = 10
     n_blocks: int = field(default=30, kw_only=True)
-    max_samples: int = field(default=10_000, kw_only=True)
+    max_samples: int = field(default=5_000, kw_only=True)
     confidence: float = field(default=0.95, kw_only=True)
     seed: int = field(default=0, kw_only=True)
 
-    def fit(self, featuresets: Sequence[FeatureSet]) -> Self:
+    def fit(
+        self, featuresets: Sequence[FeatureSet], neighbours: Sequence[Neighbours] | None = None
+    ) -> Self:
         orders = alignment(featuresets)
         reference = featuresets[0]
         m, n = len(featuresets), len(reference)
@@ -189,12 +215,7 @@ class CrossModel(BaseEstimator):
         blocks = jackknife_blocks(reference.labels, reference.groups, self.n_blocks, self.seed)
         rows = [_Rows(fs.features, o) for fs, o in zip(featuresets, orders, strict=True)]
         self_hsic = [hsic_sets(r, r, blocks) for r in rows]
-        keep = stratified_subsample(reference.labels, self.max_samples, self.seed)
-        self.n_mutual_ = len(keep)
-        neighbours = [
-            self_neighbours(fs.features[o[keep]], self.k)
-            for fs, o in zip(featuresets, orders, strict=True)
-        ]
+        lists = self._neighbour_lists(featuresets, orders, neighbours)
         self.encoders_ = [fs.encoder for fs in featuresets]
         self.cka_, self.mutual_knn_ = np.eye(m), np.eye(m)
         self.cka_low_, self.cka_high_ = np.eye(m), np.eye(m)
@@ -205,15 +226,29 @@ class CrossModel(BaseEstimator):
                     cka = sets / np.sqrt(self_hsic[i] * self_hsic[j])
                     est = jackknife(cka[0], cka[1:], n, self.confidence)
                 else:
-                    ordered = [
-                        fs.features[o]
-                        for fs, o in ((featuresets[i], orders[i]), (featuresets[j], orders[j]))
-                    ]
-                    est = Estimate.without_interval(linear_cka(*ordered, unbiased=False), n)
+                    pair = (featuresets[i].features[orders[i]], featuresets[j].features[orders[j]])
+                    est = Estimate.without_interval(linear_cka(*pair, unbiased=False), n)
                 self.cka_[i, j] = self.cka_[j, i] = est.value
                 self.cka_low_[i, j] = self.cka_low_[j, i] = est.ci_low
                 self.cka_high_[i, j] = self.cka_high_[j, i] = est.ci_high
-                self.mutual_knn_[i, j] = self.mutual_knn_[j, i] = mutual_knn_of(
-                    neighbours[i], neighbours[j]
-                )
+                self.mutual_knn_[i, j] = self.mutual_knn_[j, i] = mutual_knn_of(lists[i], lists[j])
         return self
+
+    def _neighbour_lists(self, featuresets, orders, neighbours) -> list[np.ndarray]:
+        reference = featuresets[0]
+        split = reference.splits
+        if neighbours is None and (split == "train").any() and (split == "test").any():
+            neighbours = [
+                search_neighbours(fs, self.k, max_samples=self.max_samples, seed=self.seed)
+                for fs in featuresets
+            ]
+        if neighbours is not None:
+            lists, self.n_mutual_ = _shared_neighbours(featuresets, neighbours, self.k)
+            self.mutual_subsampled_ = any(nb.subsampled for nb in neighbours)
+            return lists
+        keep = stratified_subsample(reference.labels, self.max_samples, self.seed)
+        self.n_mutual_, self.mutual_subsampled_ = len(keep), len(keep) < len(reference)
+        return [
+            self_neighbours(fs.features[o[keep]], self.k)
+            for fs, o in zip(featuresets, orders, strict=True)
+        ]

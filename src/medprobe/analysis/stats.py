@@ -295,31 +295,26 @@ def bootstrap(
     return contained(value, *percentile_interval(samples, confidence), n)
 
 
-def bootstrap_counts(
-    statistic: Callable[[np.ndarray], np.ndarray],
-    labels: np.ndarray,
-    groups: np.ndarray | None = None,
-    *,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+def mean_estimate(
+    values: np.ndarray, groups: np.ndarray | None = None, confidence: float = 0.95
 ) -> Estimate:
-    """:func:`bootstrap` with resample counts (``statistic`` takes weights ``[b, n]``), so
-    groups can be resampled whole and memory stays bounded (chunks of resamples)."""
-    n = len(labels)
-    value = float(statistic(np.ones((1, n), dtype=np.float32))[0])
-    if not np.isfinite(value):
-        return contained(value, np.nan, np.nan, n)
-    samples = np.concatenate(
-        [statistic(w) for w in resample_counts(labels, groups, n_resamples, seed)]
-    )
-    return contained(value, *percentile_interval(samples, confidence), n)
-
-
-def mean_of(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """``weights -> weighted mean of values`` per resample (for :func:`bootstrap_counts`)."""
+    """The mean of per-image values with Student's t interval and the cluster-robust standard
+    error (groups as the independent units; Liang & Zeger 1986): one pass, no resampling.
+    Simulated on skewed (exponential) values it covers 0.92-0.95 from 40 images or 25 groups
+    (``benchmarks/calibration.py``); the percentile bootstrap covered less."""
     values = np.asarray(values, dtype=np.float64)
-    return lambda w: (w @ values) / w.sum(axis=1)
+    n = len(values)
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    value = float(values.mean())
+    units = unit_codes(n, groups)
+    totals = np.bincount(units, weights=values - value)
+    g = len(totals)
+    if g < 2 or not np.isfinite(value):
+        return contained(value, np.nan, np.nan, n)
+    se = float(np.sqrt(g / (g - 1) * np.sum(totals**2))) / n
+    half = float(t.ppf((1 + confidence) / 2, g - 1)) * se
+    return contained(value, value - half, value + half, n)
 
 
 def stratified_subsample(labels: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
@@ -398,21 +393,21 @@ def sign_flip_test(
     return p if np.ndim(differences) > 1 else float(p[0])
 
 
-def class_mean(values: np.ndarray, labels: np.ndarray, balanced: bool):
-    """``weights [b, n] -> [b]``: the weighted mean of per-image ``values`` -- over images, or
-    (``balanced``) the mean over classes of per-class means (balanced accuracy from per-image
-    correctness)."""
-    labels = np.unique(labels, return_inverse=True)[1]
-    onehot = np.eye(int(labels.max()) + 1)[labels]
-    scored = onehot * np.asarray(values, dtype=np.float64)[:, None]
-
-    def statistic(w: np.ndarray) -> np.ndarray:
-        sums, sizes = w @ scored, w @ onehot
-        if balanced:
-            return (sums / sizes).mean(axis=1)
-        return sums.sum(axis=1) / sizes.sum(axis=1)
-
-    return statistic
+def _design_effect(values: np.ndarray, units: np.ndarray | None) -> float:
+    """Cluster-robust over independent variance of a mean of ``values`` (>= 1); where the
+    values do not vary the clusters' likeness is unknown, and the mean cluster size is used."""
+    if units is None:
+        return 1.0
+    _, codes = np.unique(units, return_inverse=True)
+    g, n = int(codes.max()) + 1, len(values)
+    if g < 2:
+        return float(n)
+    centred = values - values.mean()
+    iid = float(np.sum(centred**2))
+    if iid <= 0:
+        return n / g
+    cluster = g / (g - 1) * float(np.sum(np.bincount(codes, weights=centred) ** 2))
+    return max(1.0, cluster / iid)
 
 
 def paired_difference(
@@ -422,29 +417,45 @@ def paired_difference(
     groups: np.ndarray | None = None,
     *,
     balanced: bool = False,
-    n_resamples: int = 2000,
     n_permutations: int = 9999,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> PairedDifference:
     """Model A minus model B of a metric that is a (class-balanced) mean of per-image scores
-    (correctness -> accuracy or balanced accuracy; a displacement), on the same images.
+    -- correctness (accuracy, balanced accuracy) or a continuous score (a displacement) -- on
+    the same images.
 
-    The interval is the percentile interval of the paired stratified (cluster) bootstrap; the
-    p-value is the sign-flip permutation test's (:func:`sign_flip_test`), exact at any n.
+    The interval is Wald's on the per-class differences, stratified by class: for
+    correctness each class's 2 x 2 table of agreements gets Agresti & Min's (2005) half count
+    per cell in its variance, which keeps width where the models rarely disagree; with groups,
+    each class's variance is multiplied by its design effect (cluster-robust / independent).
+    The p-value is the sign-flip permutation test's (:func:`sign_flip_test`), exact at any n.
     """
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    est = bootstrap_counts(
-        class_mean(d, labels, balanced),
-        labels,
-        groups,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        seed=seed,
-    )
-    weights = class_weights(np.unique(labels, return_inverse=True)[1], balanced)
-    p = sign_flip_test(d, weights, groups, n_permutations=n_permutations, seed=seed)
-    return PairedDifference(est.value, est.ci_low, est.ci_high, float(p), est.n)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    codes = np.unique(labels, return_inverse=True)[1]
+    binary = bool(np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all())
+    n = len(a)
+    weights = class_weights(codes, balanced)
+    difference = float(np.sum(weights * (a - b)))
+    variance = 0.0
+    for c in np.unique(codes):
+        mine = codes == c
+        w_c = float(weights[mine].sum())
+        d = a[mine] - b[mine]
+        n_c = int(mine.sum())
+        if binary:
+            only_a, only_b = np.sum(d > 0) + 0.5, np.sum(d < 0) + 0.5
+            smoothed = n_c + 2
+            mean = (only_a - only_b) / smoothed
+            var_c = ((only_a + only_b) / smoothed - mean**2) / smoothed
+        else:
+            var_c = float(np.var(d, ddof=1)) / n_c if n_c > 1 else 0.0
+        units = None if groups is None else np.asarray(groups)[mine]
+        variance += w_c**2 * var_c * _design_effect(d, units)
+    half = z_value(confidence) * float(np.sqrt(variance))
+    est = contained(difference, difference - half, difference + half, n)
+    p = sign_flip_test(a - b, weights, groups, n_permutations=n_permutations, seed=seed)
+    return PairedDifference(est.value, est.ci_low, est.ci_high, float(p), n)
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -16,7 +16,13 @@ import numpy as np
 
 from medprobe.analysis.geometry import Geometry
 from medprobe.analysis.overlay_bias import OverlayResult, overlay_bias
-from medprobe.analysis.probes import FewShotProbe, KNNProbe, LinearProbe
+from medprobe.analysis.probes import (
+    FewShotProbe,
+    KNNProbe,
+    LinearProbe,
+    Neighbours,
+    search_neighbours,
+)
 from medprobe.analysis.rows import Row, RowContext
 from medprobe.analysis.separability import Separability
 from medprobe.analysis.similarity import CrossModel
@@ -56,6 +62,15 @@ class UnitInput:
     @property
     def seed(self) -> int:
         return self.context.seed
+
+    @cached_property
+    def neighbours(self) -> Neighbours | None:
+        """The unit's one neighbour search (test images' nearest training images), shared by
+        every k of the kNN probe and by mutual kNN; None without train and test splits."""
+        splits = self.features.splits
+        if not ((splits == "train").any() and (splits == "test").any()):
+            return None
+        return search_neighbours(self.features, max(KNN_KS), seed=self.seed)
 
     @cached_property
     def class_text(self) -> np.ndarray | None:
@@ -141,11 +156,12 @@ def separability(unit: UnitInput) -> list[Row]:
 
 
 def knn(unit: UnitInput) -> list[Row]:
-    """Cosine kNN probe for each k in KNN_KS."""
+    """Cosine kNN probe for each k in KNN_KS, from one neighbour search."""
     rows = []
     for k in KNN_KS:
-        scores = KNNProbe(k=k, seed=unit.seed).fit(unit.features).scores_
-        rows += unit.context.rows("knn", scores, split="test", params={"k": k, "metric": "cosine"})
+        probe = KNNProbe(k=k, seed=unit.seed).fit(unit.features, unit.neighbours)
+        params = {"k": k, "metric": "cosine", **_subsample_params(probe)}
+        rows += unit.context.rows("knn", probe.scores_, split="test", params=params)
     return rows
 
 
@@ -216,9 +232,11 @@ def similarity(group: DatasetInput) -> list[Row]:
     smaller) between every pair of models."""
     if len(group.units) < 2:
         return []
-    cross = CrossModel(seed=group.seed).fit([u.features for u in group.units])
-    subsampled = cross.n_mutual_ < len(group.units[0].features)
-    mutual_params = {"max_samples": cross.max_samples} if subsampled else {}
+    found = [u.neighbours for u in group.units]
+    cross = CrossModel(seed=group.seed).fit(
+        [u.features for u in group.units], None if None in found else found
+    )
+    mutual_params = {"max_samples": cross.max_samples} if cross.mutual_subsampled_ else {}
     rows = []
     for i, unit in enumerate(group.units):
         n = len(unit.features)

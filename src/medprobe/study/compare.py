@@ -4,7 +4,8 @@ One metric throughout: the linear probe's balanced accuracy (the ranking, every 
 and medical vs general). Every test is a paired sign-flip permutation test on the per-image
 (or, with groups, per-group) correctness -- exact level at any number of test images -- and
 the pairs and the domain test form one Holm family, so the family-wise error is at most 0.05.
-The intervals of the differences are paired stratified (cluster) bootstrap intervals.
+The intervals of the differences are stratified Wald intervals with Agresti-Min smoothing
+(:func:`~medprobe.analysis.stats.paired_difference`).
 """
 
 from __future__ import annotations
@@ -93,17 +94,15 @@ def _aligned_correctness(by_model: dict[str, Unit]):
     return correct, y, None if groups is None else np.array(groups, dtype=str)
 
 
-def compare(
-    out: Path, *, n_resamples: int = 2000, n_permutations: int = 9999, seed: int = 0
-) -> list[Comparison]:
+def compare(out: Path, *, n_permutations: int = 9999, seed: int = 0) -> list[Comparison]:
     """Linear-probe balanced accuracy: ranking with CIs, a paired test for every pair of
     models and for the mean of the medical models against the mean of the general ones (one
-    Holm family), with paired bootstrap intervals of the differences."""
+    Holm family), with paired intervals of the differences."""
     results_path = out / "results.parquet"
     if not results_path.is_file():
         raise MedprobeError(f"{out} has no results.parquet; run `medprobe run` first")
     results = read_results(results_path)
-    options = {"n_resamples": n_resamples, "n_permutations": n_permutations, "seed": seed}
+    options = {"n_permutations": n_permutations, "seed": seed}
     comparisons = []
     for dataset, by_model in _load_predictions(out).items():
         protocol = next(iter(by_model.values())).predictions.get("protocol", "medprobe")
@@ -240,7 +239,7 @@ def comparison_json(comparisons: list[Comparison]) -> dict[str, Any]:
             "analysis": "linear_probe",
             "metric": METRIC,
             "test": "paired sign-flip permutation test, Holm-adjusted within each dataset",
-            "interval": "paired stratified bootstrap, 95%",
+            "interval": "stratified paired Wald with Agresti-Min smoothing, 95%",
             "datasets": [c.record() for c in comparisons],
         }
     )

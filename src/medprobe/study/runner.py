@@ -7,8 +7,10 @@ cross-model analyses of each dataset run on the units' features, then the outcom
 
 from __future__ import annotations
 
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,16 @@ def _view(fs: FeatureSet, embedding: Embedding2D, method: str) -> View:
     )
 
 
+@contextmanager
+def stopwatch(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of the block to ``timings[stage]`` (seconds)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+
 def run_unit(
     encoder: Encoder,
     dataset: Dataset,
@@ -127,16 +139,20 @@ def run_unit(
     show_progress: bool = False,
 ) -> Unit:
     """Extract (or reuse) the features of ``encoder`` on ``dataset`` and run the plan's
-    analyses on them; a unit stored for the same key is reused instead of recomputed."""
-    fs = extract(
-        encoder,
-        dataset,
-        cache=plan.store,
-        batch_size=plan.batch_size,
-        engine=plan.engine,
-        progress=progress,
-        show_progress=show_progress,
-    )
+    analyses on them; a unit stored for the same key is reused instead of recomputed.
+    ``unit.timings`` says where this run's time went (extraction, each analysis, each 2-D
+    view), in seconds."""
+    timings: dict[str, float] = {}
+    with stopwatch(timings, "extract"):
+        fs = extract(
+            encoder,
+            dataset,
+            cache=plan.store,
+            batch_size=plan.batch_size,
+            engine=plan.engine,
+            progress=progress,
+            show_progress=show_progress,
+        )
     unit_input = UnitInput(
         features=fs,
         encoder=encoder,
@@ -151,13 +167,15 @@ def run_unit(
     key = plan.unit_key(encoder, dataset)
     unit = saved.load(encoder.name, dataset.name, key) if saved else None
     if unit is None:
-        views = [_view(fs, Embedding2D(m, seed=plan.seed).fit(fs), m) for m in plan.embeddings]
-        rows = [
-            row
-            for entry in plan.entries("unit")
-            if encoder.has_text or not entry.needs_text
-            for row in entry.run(unit_input)
-        ]
+        views = []
+        for method in plan.embeddings:
+            with stopwatch(timings, f"embedding {method}"):
+                views.append(_view(fs, Embedding2D(method, seed=plan.seed).fit(fs), method))
+        rows = []
+        for entry in plan.entries("unit"):
+            if encoder.has_text or not entry.needs_text:
+                with stopwatch(timings, entry.name):
+                    rows += entry.run(unit_input)
         unit = Unit(
             key=key,
             encoder=encoder.name,
@@ -174,6 +192,7 @@ def run_unit(
         if saved:
             saved.save(unit)
     unit.input = unit_input
+    unit.timings = timings
     return unit
 
 
@@ -259,10 +278,15 @@ def run_models(
                     outcome.views += unit.views
                     outcome.skipped += unit.skipped
                 bar.advance(overall)
+    for done in units.values():
+        for unit in done:
+            for stage, seconds in unit.timings.items():
+                outcome.timings[stage] = outcome.timings.get(stage, 0.0) + seconds
     for name, done in units.items():
         group = DatasetInput(name, [u.input for u in done if u.input is not None], plan.seed)
         for entry in plan.entries("dataset"):
-            rows += entry.run(group)
+            with stopwatch(outcome.timings, entry.name):
+                rows += entry.run(group)
     for name, dataset in datasets.items():
         ids = list(dict.fromkeys(i for v in outcome.views if v.dataset == name for i in v.ids))
         outcome.thumbnails[name] = thumbnails(dataset, ids[: plan.n_thumbnails])

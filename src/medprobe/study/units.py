@@ -20,7 +20,7 @@ class Unit:
     """Rows, 2-D views, skipped images and test predictions of one (model, dataset) pair.
 
     ``input`` (features, encoder, row context) is what cross-model analyses use; it is not
-    stored.
+    stored, nor are ``timings``.
     """
 
     key: str
@@ -32,6 +32,8 @@ class Unit:
     skipped: list[dict[str, str]]
     predictions: dict[str, Any]
     input: UnitInput | None = field(default=None, repr=False, compare=False)
+    #: where this run's time went, in seconds (extraction, analyses, 2-D views); not stored
+    timings: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
