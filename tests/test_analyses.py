@@ -434,3 +434,27 @@ def test_every_registered_analysis_resolves_to_its_function():
         StudyConfig(
             name="s", models=["pixels"], datasets=[{"name": "d", "path": "x"}], analyses=["overlay"]
         )
+
+
+def test_umap_compilation_is_kept_on_disk(tmp_path, monkeypatch):
+    """Inside compiled_once, numba functions are compiled with cache=True into the medprobe
+    cache (the next process loads them instead of compiling UMAP again)."""
+    import importlib
+    import sys
+
+    from medprobe.analysis.embedding import compiled_once
+
+    monkeypatch.setenv("MEDPROBE_CACHE", str(tmp_path / "store"))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    (tmp_path / "jitted_module.py").write_text(
+        "import numba\n\n@numba.njit()\ndef plus_one(x):\n    return x + 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with compiled_once():
+        module = importlib.import_module("jitted_module")
+        assert module.plus_one(1) == 2
+    sys.modules.pop("jitted_module")
+    assert list((tmp_path / "store" / "numba").rglob("*plus_one*.nbi"))
+    import numba
+
+    assert not getattr(numba.njit, "__wrapped__", None)  # restored

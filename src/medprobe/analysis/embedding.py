@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import field
+from functools import wraps
 from typing import Literal, Self
 
 import numpy as np
@@ -13,6 +18,40 @@ from medprobe.analysis.base import analyser
 from medprobe.analysis.stats import stratified_subsample
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
+from medprobe.features.store import default_cache_dir
+
+
+@contextmanager
+def compiled_once() -> Iterator[None]:
+    """Keep numba's machine code for umap-learn (and pynndescent) on disk.
+
+    numba compiles UMAP's functions on first use in every process (seconds on a quiet
+    machine, minutes on a busy one); umap-learn does not ask numba to cache them. Inside this
+    block ``numba.njit`` caches by default, in ``<medprobe cache>/numba`` unless
+    ``NUMBA_CACHE_DIR`` says otherwise, so the next process loads the compiled code. numba's
+    warnings about functions it cannot cache (the user cannot act on them) are not shown.
+    """
+    import numba
+    from numba.core import config
+    from numba.core.errors import NumbaWarning
+
+    original, cache_dir = numba.njit, config.CACHE_DIR
+
+    @wraps(original)
+    def njit(*args, **kwargs):
+        kwargs.setdefault("cache", True)
+        return original(*args, **kwargs)
+
+    numba.njit = njit
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        config.CACHE_DIR = str(default_cache_dir() / "numba")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaWarning)
+            yield
+    finally:
+        numba.njit, config.CACHE_DIR = original, cache_dir
+
 
 #: up to this many points t-SNE uses Barnes-Hut on one thread and a shorter schedule
 TSNE_SMALL = 5_000
@@ -72,15 +111,16 @@ class Embedding2D(BaseEstimator):
         elif self.method == "tsne":
             out = tsne(x, self.perplexity, self.seed)
         elif self.method == "umap":
-            from umap import UMAP
+            with compiled_once():
+                from umap import UMAP
 
-            # seeded UMAP runs single-threaded anyway; saying so keeps it from warning
-            out = UMAP(
-                n_components=2,
-                random_state=self.seed,
-                n_neighbors=min(15, len(x) - 1),
-                n_jobs=1,
-            ).fit_transform(x)
+                # seeded UMAP runs single-threaded anyway; saying so keeps it from warning
+                out = UMAP(
+                    n_components=2,
+                    random_state=self.seed,
+                    n_neighbors=min(15, len(x) - 1),
+                    n_jobs=1,
+                ).fit_transform(x)
         else:
             raise MedprobeError(f"2-D method must be pca, tsne or umap; got {self.method!r}")
         self.embedding_ = np.asarray(out, dtype=np.float32)

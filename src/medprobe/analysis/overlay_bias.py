@@ -132,7 +132,10 @@ def probe_shift(
     y, groups = tested.labels, tested.groups
     scores: dict[str, Estimate] = {}
     predictions = {}
-    probes = {"knn": lambda: KNNProbe(k=10, seed=seed), "linear": lambda: LinearProbe(seed=seed)}
+    probes = {  # every test image scored: the predictions pair with the test split
+        "knn": lambda: KNNProbe(k=10, seed=seed, max_samples=len(clean)),
+        "linear": lambda: LinearProbe(seed=seed),
+    }
     for probe_name, make in probes.items():
         if retrain:
             clean_scores, shifted_scores = make().fit(clean).y_score_, make().fit(shifted).y_score_

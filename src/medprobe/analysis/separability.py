@@ -130,11 +130,13 @@ def weighted_silhouettes(
     weights = np.asarray(weights, dtype=np.float64)
     onehot = np.eye(k)[y]
     per_class = weights @ onehot  # [B, K] class sizes per resample
+    members = [np.flatnonzero(y == c) for c in range(k)]
+    class_weights = [weights[:, m] for m in members]
     total = np.zeros(len(weights))
     for start in range(0, n, ROW_BLOCK):
         rows = slice(start, min(n, start + ROW_BLOCK))
         d = pairwise_distances(x[rows], x, metric=metric)  # [r, n]
-        sums = np.stack([weights[:, y == c] @ d[:, y == c].T for c in range(k)], axis=2)
+        sums = np.stack([w @ d[:, m].T for w, m in zip(class_weights, members, strict=True)], 2)
         own = y[rows]
         w_self = weights[:, rows]
         r_idx = np.arange(len(own))
