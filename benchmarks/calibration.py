@@ -1,7 +1,7 @@
 """Calibration benchmark (run by hand, not in CI): do medprobe's intervals cover, and do its
 tests hold their level?
 
-    python benchmarks/calibration.py [--reps 300] [--only scores,indices,...]
+    python benchmarks/calibration.py [--reps 300] [--cheap-reps 1000] [--only scores,indices,...]
 
 Simulated data with known population values, several sizes and class balances. For every
 statistic that carries an interval: empirical coverage over ``--reps`` repetitions and the mean
@@ -14,7 +14,8 @@ What "the population value" is, per family (as the docstrings say):
 - separability and geometry indices, CKA: the index's expected value at the sample size
   (truth: the mean over 1,000 fresh samples of that size);
 - k-means NMI/ARI: that expectation for the partition found (conditional on the clustering);
-- few-shot: the expected performance over random k-shot training draws from the population;
+- few-shot: the expected performance, on the population, of k-shot training sets drawn from a
+  training set of 400 images per class;
 - paired differences: the difference of the two classifiers' population balanced accuracies.
 """
 
@@ -192,6 +193,13 @@ def _index_values(x, y, text):
     return values
 
 
+_INDEX_METHODS = {
+    "silhouette_cosine": "bootstrap SE, recomputed (200)",
+    "silhouette_euclidean": "bootstrap SE, recomputed (200)",
+    "intrinsic_dimension_twonn": "chi-square (Pareto MLE)",
+}
+
+
 def calibrate_indices(reps: int, tallies: list[Tally], truth_samples: int) -> None:
     rng = np.random.default_rng(1)
     for name, (per_class, dim, classes, sep, sizes) in INDEX_SETTINGS.items():
@@ -203,11 +211,7 @@ def calibrate_indices(reps: int, tallies: list[Tally], truth_samples: int) -> No
         fresh = [_index_values(*sample(), text) for _ in range(truth_samples)]
         truth = {m: float(np.mean([f[m] for f in fresh])) for m in fresh[0]}
         mine = {
-            m: Tally(
-                m,
-                "jackknife (30 blocks)" if "silhouette" not in m else "bootstrap, recomputed (200)",
-                name,
-            )
+            m: Tally(m, _INDEX_METHODS.get(m, "jackknife (30 blocks)"), name)
             for m in INDICES_SEP + INDICES_GEO
         }
         nmi, ari = (
@@ -227,14 +231,12 @@ def calibrate_indices(reps: int, tallies: list[Tally], truth_samples: int) -> No
                 mine[m].add(truth[m], e.ci_low, e.ci_high)
             # the partition found, applied to fresh samples of the same size
             centroids = np.stack([x[sep_fit.clusters_ == c].mean(axis=0) for c in range(classes)])
-            tables = []
-            for _ in range(30):
+            tables = np.zeros((100, classes, classes))
+            for s in range(100):
                 xf, yf = sample()
-                assign = ((xf[:, None, :] - centroids[None]) ** 2).sum(axis=2).argmin(axis=1)
-                t = np.zeros((classes, classes))
-                np.add.at(t, (yf, assign), 1)
-                tables.append(t)
-            t_nmi, t_ari = contingency_scores(np.array(tables))
+                sq = (xf**2).sum(axis=1)[:, None] - 2 * xf @ centroids.T + (centroids**2).sum(1)
+                np.add.at(tables[s], (yf, sq.argmin(axis=1)), 1)
+            t_nmi, t_ari = contingency_scores(tables)
             for tally, t_value, m in ((nmi, t_nmi, "kmeans_nmi"), (ari, t_ari, "kmeans_ari")):
                 e = sep_fit.scores_[m]
                 tally.add(float(np.mean(t_value)), e.ci_low, e.ci_high)
@@ -308,7 +310,7 @@ def calibrate_few_shot(reps: int, tallies: list[Tally], truth_draws: int) -> Non
             for m in truth[1]
         }
         for _ in range(reps):
-            x_tr, y_tr = sample(40)
+            x_tr, y_tr = sample(400)  # the training set the k images per class are drawn from
             x_te, y_te = sample(test_per_class)
             x = np.concatenate([x_tr, x_te])
             y = np.concatenate([y_tr, y_te])
@@ -465,12 +467,12 @@ def calibrate_compare(reps: int, tests: list[TestTally], permutations: int) -> N
 
 
 FAMILIES: dict[str, Callable] = {
-    "scores": lambda a, t, s: calibrate_scores(a.reps, t),
+    "scores": lambda a, t, s: calibrate_scores(a.cheap_reps, t),
     "indices": lambda a, t, s: calibrate_indices(a.reps, t, a.truth_samples),
     "cka": lambda a, t, s: calibrate_cka(a.reps, t, a.truth_samples),
     "few_shot": lambda a, t, s: calibrate_few_shot(a.reps, t, a.truth_samples),
-    "means": lambda a, t, s: calibrate_means(a.reps, t),
-    "paired": lambda a, t, s: calibrate_paired(a.reps, t),
+    "means": lambda a, t, s: calibrate_means(a.cheap_reps, t),
+    "paired": lambda a, t, s: calibrate_paired(a.cheap_reps, t),
     "compare": lambda a, t, s: calibrate_compare(a.test_reps, s, a.permutations),
 }
 
@@ -478,6 +480,9 @@ FAMILIES: dict[str, Callable] = {
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=300, help="repetitions per setting")
+    parser.add_argument(
+        "--cheap-reps", type=int, default=1000, help="repetitions of the closed-form families"
+    )
     parser.add_argument("--test-reps", type=int, default=1000, help="repetitions per test")
     parser.add_argument("--truth-samples", type=int, default=400)
     parser.add_argument("--permutations", type=int, default=999)

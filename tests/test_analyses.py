@@ -160,12 +160,12 @@ def test_paired_difference_and_holm():
     y = np.arange(300) % 2
     good = np.where(rng.random(300) < 0.9, y, 1 - y)
     bad = np.where(rng.random(300) < 0.6, y, 1 - y)
-    diff = paired_difference(good == y, bad == y, y, n_resamples=1000, n_permutations=999)
+    diff = paired_difference(good == y, bad == y, y, n_permutations=999)
     assert diff.difference == pytest.approx(np.mean(good == y) - np.mean(bad == y))
     assert diff.difference > 0.2 and diff.ci_low > 0 and diff.p_value == pytest.approx(1 / 1000)
-    same = paired_difference(good == y, good == y, y, n_resamples=200, n_permutations=99)
+    same = paired_difference(good == y, good == y, y, n_permutations=99)
     assert same.difference == 0 and same.p_value == 1.0
-    balanced = paired_difference(good == y, bad == y, y, balanced=True, n_resamples=50)
+    balanced = paired_difference(good == y, bad == y, y, balanced=True, n_permutations=99)
     expected = skm.balanced_accuracy_score(y, good) - skm.balanced_accuracy_score(y, bad)
     assert balanced.difference == pytest.approx(expected)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

@@ -77,7 +77,7 @@ def test_every_row_of_a_study_contains_its_value(grid):
     assert similarity[similarity.metric == "mutual_knn_k10"].ci_low.isna().all()
     # the unit is the dataset's group column where it has one
     by_dataset = results[results.analysis == "knn"].groupby("dataset").unit.first()
-    assert by_dataset.to_dict() == {"plain": "image", "ultrasound-grouped": "lesion"}
+    assert by_dataset.to_dict() == {"plain": "image", "synthetic-ultrasound-grouped": "lesion"}
 
 
 def test_rows_refuse_a_value_outside_its_interval():
@@ -100,8 +100,9 @@ def test_cluster_indices_keep_their_estimate_inside():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 512)).astype(np.float32)
     y = np.arange(300) % 2
-    fs = FeatureSet(x, y, np.arange(300).astype(str), np.array(["train"] * 300), ["a", "b"],
-                    "g", "d")
+    fs = FeatureSet(
+        x, y, np.arange(300).astype(str), np.array(["train"] * 300), ["a", "b"], "g", "d"
+    )
     geo = Geometry().fit(fs).scores_["effective_rank"]
     assert geo.ci_low < geo.value < geo.ci_high and geo.value > 250
     sep = Separability(n_resamples=50).fit(fs).scores_
@@ -150,7 +151,9 @@ def test_near_duplicate_groups_cover_the_new_group_truth():
 
     def patients(n_groups, shift=1.4):
         labels = rng.integers(0, 2, n_groups)
-        centre = rng.standard_normal((n_groups, dim)) * 1.0 + shift * labels[:, None] * np.eye(dim)[0]
+        centre = (
+            rng.standard_normal((n_groups, dim)) * 1.0 + shift * labels[:, None] * np.eye(dim)[0]
+        )
         x = np.repeat(centre, 4, axis=0) + rng.standard_normal((4 * n_groups, dim)) * 0.05
         return x.astype(np.float32), np.repeat(labels, 4), np.repeat(np.arange(n_groups), 4)
 
@@ -163,8 +166,9 @@ def test_near_duplicate_groups_cover_the_new_group_truth():
         by_image = np.where(rng.random(len(y)) < 0.35, "test", "train")
         fresh_x, fresh_y, _ = patients(4000)
         for splits, groups in ((by_group, g.astype(str)), (by_image, None)):
-            fs = FeatureSet(x, y, np.arange(len(y)).astype(str), splits, ["a", "b"], "m", "d",
-                            groups=groups)
+            fs = FeatureSet(
+                x, y, np.arange(len(y)).astype(str), splits, ["a", "b"], "m", "d", groups=groups
+            )
             probe = KNNProbe(k=k, faiss_threshold=float("inf")).fit(fs)
             train = fs.split("train")
             from sklearn.neighbors import KNeighborsClassifier
@@ -195,8 +199,12 @@ def test_compare_uses_balanced_accuracy_inside_the_holm_family(tmp_path):
     ids = [f"i{i}" for i in range(200)]
     store = UnitStore(tmp_path)
     rows = []
-    for name, domain in (("g1", "general"), ("g2", "general"), ("m1", "medical"),
-                         ("m2", "medical")):
+    for name, domain in (
+        ("g1", "general"),
+        ("g2", "general"),
+        ("m1", "medical"),
+        ("m2", "medical"),
+    ):
         if domain == "general":  # finds most of the minority, at a cost on the majority
             pred = np.where(y == 1, rng.random(200) < 0.8, rng.random(200) < 0.15).astype(int)
         else:
@@ -204,9 +212,25 @@ def test_compare_uses_balanced_accuracy_inside_the_holm_family(tmp_path):
         scores = classification_scores(y, np.eye(2)[pred])
         context = replace(RowContext(name, "d"), domain=domain)
         rows += context.rows("linear_probe", scores, split="test", params={"protocol": "medprobe"})
-        store.save(Unit("k", name, "d", domain, [], [], [], {
-            "ids": ids, "y_true": y.tolist(), "y_pred": pred.tolist(), "n_classes": 2,
-            "protocol": "medprobe", "groups": None}))
+        store.save(
+            Unit(
+                "k",
+                name,
+                "d",
+                domain,
+                [],
+                [],
+                [],
+                {
+                    "ids": ids,
+                    "y_true": y.tolist(),
+                    "y_pred": pred.tolist(),
+                    "n_classes": 2,
+                    "protocol": "medprobe",
+                    "groups": None,
+                },
+            )
+        )
     write_results(results_frame(rows), tmp_path)
     [comparison] = compare(tmp_path, n_permutations=999)
     assert list(comparison.ranking.domain[:2]) == ["general", "general"]
@@ -229,7 +253,9 @@ def test_sign_flip_test_has_its_level_at_100_images():
     for _ in range(400):
         a = (rng.random(100) < 0.7).astype(float)
         b = (rng.random(100) < 0.7).astype(float)
-        rejections += sign_flip_test(a - b, weights, n_permutations=199, seed=int(rng.integers(1e9))) < 0.05
+        rejections += (
+            sign_flip_test(a - b, weights, n_permutations=199, seed=int(rng.integers(1e9))) < 0.05
+        )
     assert rejections / 400 <= 0.075
     same = paired_difference(np.ones(100), np.ones(100), y, n_permutations=99)
     assert same.p_value == 1.0 and same.ci_low < 0 < same.ci_high
@@ -241,8 +267,15 @@ def test_warning_rows_for_a_thin_test_split():
     labels = np.array([0] * 30 + [1] * 30)
     splits = np.array(["train"] * 50 + ["test"] * 10)
     labels[50:] = [0] * 7 + [1] * 3
-    fs = FeatureSet(np.zeros((60, 2), np.float32), labels, np.arange(60).astype(str), splits,
-                    ["benign", "malignant"], "m", "d")
+    fs = FeatureSet(
+        np.zeros((60, 2), np.float32),
+        labels,
+        np.arange(60).astype(str),
+        splits,
+        ["benign", "malignant"],
+        "m",
+        "d",
+    )
     unit = UnitInput(features=fs, encoder=None, dataset=None, context=RowContext("m", "d"))
     [row] = split_warnings(unit)
     assert row.analysis == "warning" and row.metric == "test_class_images" and row.value == 3

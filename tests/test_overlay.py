@@ -148,9 +148,7 @@ def test_typographic_attack_on_a_vision_language_model(tmp_path):
     _tiny_open_clip(tmp_path / "clip")
     encoder = create_encoder(f"local:{tmp_path / 'clip'}", domain="general")
     ds = synthetic("dermoscopy", 40, size=96)
-    result = overlay_bias(
-        encoder, ds, [OverlaySpec(source="wrong_class", size=0.12)]
-    )[0]
+    result = overlay_bias(encoder, ds, [OverlaySpec(source="wrong_class", size=0.12)])[0]
     for metric in ("attack_success", "zero_shot_flip_rate", "zero_shot_accuracy_overlaid"):
         est = result.scores[metric]
         assert 0 <= est.ci_low <= est.value <= est.ci_high <= 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Self
 
 import numpy as np
+from scipy.stats import t
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
@@ -255,8 +256,9 @@ def set_scores(y_true: np.ndarray, y_score: np.ndarray, sets: np.ndarray) -> dic
 
 def draws_estimate(values: np.ndarray, n: int, confidence: float) -> Estimate:
     """Mean over draws of a metric (``values[draw, set]``, set 0 = every test image, then one
-    block left out each) with the Wilson interval at the effective size of its total variance:
-    between-draw variance / draws + jackknife variance over test blocks."""
+    block left out each) with the Wilson interval at the effective size of its total variance,
+    between-draw variance / draws + jackknife variance over test blocks; the critical value is
+    Student's t at the Satterthwaite degrees of freedom of that sum (few draws, few blocks)."""
     draws = values.shape[0]
     mean_all = values[:, 0]
     value = float(np.nanmean(mean_all))
@@ -267,8 +269,13 @@ def draws_estimate(values: np.ndarray, n: int, confidence: float) -> Estimate:
     g = len(replicates)
     test_var = (g - 1) / g * float(np.nansum((replicates - np.nanmean(replicates)) ** 2))
     variance = between + test_var
-    n_eff = value * (1 - value) / variance if variance > 0 and 0 < value < 1 else n
-    return contained(value, *wilson(value, n_eff, confidence), n)
+    if not (variance > 0 and 0 < value < 1):
+        return contained(value, *wilson(value, n, confidence), n)
+    parts = [(between, draws - 1), (test_var, g - 1)]
+    dof = variance**2 / sum(v**2 / d for v, d in parts if d > 0 and v > 0)
+    critical = float(t.ppf((1 + confidence) / 2, dof))
+    n_eff = value * (1 - value) / variance
+    return contained(value, *wilson(value, n_eff, critical=critical), n)
 
 
 @analyser

@@ -95,13 +95,16 @@ def unit_strata(labels: np.ndarray, units: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- proportions
 
 
-def wilson(p: float, n_eff: float, confidence: float = 0.95) -> tuple[float, float]:
+def wilson(
+    p: float, n_eff: float, confidence: float = 0.95, *, critical: float | None = None
+) -> tuple[float, float]:
     """Wilson's score interval for a proportion ``p`` observed on ``n_eff`` (effective)
     trials (Wilson 1927; recommended for small n and p near 0 or 1 by Brown, Cai & DasGupta
-    2001). It always contains ``p`` and stays inside [0, 1]."""
+    2001). It always contains ``p`` and stays inside [0, 1]. ``critical`` replaces the normal
+    quantile (e.g. by Student's t when the variance behind ``n_eff`` is itself estimated)."""
     if not np.isfinite(p) or n_eff <= 0:
         return float("nan"), float("nan")
-    z2 = z_value(confidence) ** 2
+    z2 = (critical if critical is not None else z_value(confidence)) ** 2
     centre = (p + z2 / (2 * n_eff)) / (1 + z2 / n_eff)
     half = np.sqrt(z2 * p * (1 - p) / n_eff + z2 * z2 / (4 * n_eff**2)) / (1 + z2 / n_eff)
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
