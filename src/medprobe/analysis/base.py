@@ -2,14 +2,13 @@
 
 Analysers are dataclasses over :class:`sklearn.base.BaseEstimator`: parameters are the fields
 (so ``get_params``, ``clone`` and the repr come from scikit-learn), ``fit`` returns ``self``,
-fitted attributes end in ``_``. The shared interval parameters (resamples, jackknife blocks,
-confidence, seed) are keyword-only fields here, so a subclass declares only its own.
+fitted attributes end in ``_``. The shared interval parameters (jackknife blocks, confidence,
+seed) are keyword-only fields here, so a subclass declares only its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -23,17 +22,11 @@ analyser = dataclass(repr=False, eq=False)
 
 @dataclass(kw_only=True, repr=False, eq=False)
 class Analyser(BaseEstimator):
-    """Bootstrap resamples, jackknife blocks, confidence level of the intervals, and the seed
-    of everything."""
+    """Jackknife blocks, confidence level of the intervals, and the seed of everything."""
 
-    n_resamples: int = 1000
     n_blocks: int = 30
     confidence: float = 0.95
     seed: int = 0
-
-    def _boot(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`~medprobe.analysis.stats.bootstrap_counts`."""
-        return {"n_resamples": self.n_resamples, "confidence": self.confidence, "seed": self.seed}
 
     def _blocks(self, fs) -> np.ndarray:
         """The delete-a-group jackknife block of every image (whole groups per block)."""
@@ -46,7 +39,6 @@ class SubsampledAnalyser(Analyser):
     stratified, seeded subsample; ``subsampled_`` says whether it was smaller than the data,
     and the result rows then carry ``max_samples``)."""
 
-    n_resamples: int = 200
     max_samples: int = 5_000
 
     def _subsample(self, fs) -> FeatureSet:

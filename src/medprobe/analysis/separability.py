@@ -206,6 +206,9 @@ class Separability(SubsampledAnalyser):
     Lower is better only for Davies-Bouldin.
     """
 
+    #: bootstrap resamples of the silhouettes
+    n_resamples: int = 200
+
     def fit(self, fs: FeatureSet) -> Self:
         fs.check_finite()
         if len(np.unique(fs.labels)) < 2:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import norm, t
 
 #: resample counts are streamed in chunks of this many resamples (bounded memory)
@@ -209,8 +210,6 @@ def chunks(n: int, size: int = 8192) -> Iterator[slice]:
 def grouped_sums(x: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
     """``[n_codes, D]`` float64 sums of the rows of ``x`` with each code, in chunks (no
     float64 copy of ``x``)."""
-    from scipy import sparse
-
     out = np.zeros((n_codes, x.shape[1]))
     for part in chunks(len(x)):
         rows = codes[part]
