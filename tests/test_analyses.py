@@ -23,12 +23,12 @@ from medprobe.analysis import (
     holm,
     linear_cka,
     mutual_knn,
-    paired_bootstrap,
+    paired_difference,
 )
 from medprobe.analysis import metrics as mm
 from medprobe.analysis.probes import faiss_neighbours, knn_vote
 from medprobe.analysis.separability import fisher_ratio
-from medprobe.analysis.similarity import _hsic_unbiased_linear
+from medprobe.analysis.similarity import _Rows, hsic_sets
 from medprobe.analysis.stats import bootstrap
 from medprobe.errors import MedprobeError
 from medprobe.features import FeatureSet
@@ -155,19 +155,19 @@ def test_bootstrap_ci_coverage():
     assert 0.90 <= covered / repeats <= 0.98
 
 
-def test_paired_bootstrap_and_holm():
+def test_paired_difference_and_holm():
     rng = np.random.default_rng(0)
     y = np.arange(300) % 2
     good = np.where(rng.random(300) < 0.9, y, 1 - y)
     bad = np.where(rng.random(300) < 0.6, y, 1 - y)
-
-    def acc(pred):
-        return lambda idx: mm.accuracy(mm.confusion_counts(y, pred, idx, 2))
-
-    diff = paired_bootstrap(acc(good), acc(bad), y, n_resamples=1000)
-    assert diff.difference > 0.2 and diff.ci_low > 0 and diff.p_value < 0.01
-    same = paired_bootstrap(acc(good), acc(good), y, n_resamples=200)
+    diff = paired_difference(good == y, bad == y, y, n_permutations=999)
+    assert diff.difference == pytest.approx(np.mean(good == y) - np.mean(bad == y))
+    assert diff.difference > 0.2 and diff.ci_low > 0 and diff.p_value == pytest.approx(1 / 1000)
+    same = paired_difference(good == y, good == y, y, n_permutations=99)
     assert same.difference == 0 and same.p_value == 1.0
+    balanced = paired_difference(good == y, bad == y, y, balanced=True, n_permutations=99)
+    expected = skm.balanced_accuracy_score(y, good) - skm.balanced_accuracy_score(y, bad)
+    assert balanced.difference == pytest.approx(expected)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
@@ -186,7 +186,19 @@ def test_faiss_knn_equals_sklearn():
 def test_linear_probe_and_few_shot():
     fs = gaussian_fs(3.0, n=300, classes=3)
     lp = LinearProbe().fit(fs)
-    assert lp.scores_["balanced_accuracy"].value > 0.9 and lp.C_ in lp.Cs
+    assert lp.scores_["balanced_accuracy"].value > 0.9 and lp.C_ in LinearProbe.GRIDS["medprobe"]
+    # CLIP_benchmark's protocol: unit-norm features (a per-image rescaling changes nothing),
+    # no class weights, C by accuracy on a held-out split
+    clip = LinearProbe(protocol="clip_benchmark").fit(fs)
+    scaled = np.random.default_rng(1).uniform(0.2, 5, (len(fs), 1)).astype(np.float32)
+    rescaled = FeatureSet(
+        fs.features * scaled, fs.labels, fs.ids, fs.splits, fs.class_names, "g", "gauss"
+    )
+    np.testing.assert_allclose(
+        LinearProbe(protocol="clip_benchmark").fit(rescaled).y_score_, clip.y_score_, atol=1e-6
+    )
+    assert clip.model_[-1].class_weight is None and clip.model_[-1].scoring == "accuracy"
+    assert clip.C_ in LinearProbe.GRIDS["clip_benchmark"]
     few = FewShotProbe(shots=(1, 4, 16), draws=10).fit(fs)
     assert few.scores_[16]["accuracy"].value > few.scores_[1]["accuracy"].value
     est = few.scores_[4]["balanced_accuracy"]
@@ -243,7 +255,19 @@ def test_unbiased_hsic_equals_the_gram_formula():
         + (one @ k @ one) * (one @ lm @ one) / ((n - 1) * (n - 2))
         - 2 / (n - 2) * one @ k @ lm @ one
     ) / (n * (n - 3))
-    assert _hsic_unbiased_linear(x, y) == pytest.approx(expected)
+    order, one = np.arange(n), np.zeros(n, dtype=np.int64)
+    assert hsic_sets(_Rows(x, order), _Rows(y, order), one)[0] == pytest.approx(expected)
+    # each jackknife replicate is the estimator on the images left
+    blocks = np.arange(n) % 3
+    sets = hsic_sets(_Rows(x + 5.0, order), _Rows(y, order), blocks)
+    for b in range(3):
+        keep = blocks != b
+        alone = hsic_sets(
+            _Rows(x[keep], np.arange(keep.sum())),
+            _Rows(y[keep], np.arange(keep.sum())),
+            np.zeros(keep.sum(), dtype=np.int64),
+        )
+        assert sets[1 + b] == pytest.approx(alone[0])
 
 
 def test_mutual_knn_and_cross_model_matrix():
@@ -279,7 +303,7 @@ def test_geometry_known_answers():
         "g",
         "plane",
     )
-    scores = Geometry(n_resamples=20).fit(fs).scores_
+    scores = Geometry().fit(fs).scores_
     assert scores["effective_rank"].value == pytest.approx(2.0, abs=0.1)
     twonn = scores["intrinsic_dimension_twonn"]
     assert twonn.ci_low < 2.0 < twonn.ci_high or twonn.value == pytest.approx(2.0, rel=0.1)
@@ -287,9 +311,9 @@ def test_geometry_known_answers():
     shifted = FeatureSet(
         plane.astype(np.float32) + 10, labels, fs.ids, fs.splits, ["a", "b"], "g", "plane"
     )
-    assert Geometry(n_resamples=20).fit(shifted).scores_["anisotropy"].value > 0.9
+    assert Geometry().fit(shifted).scores_["anisotropy"].value > 0.9
     text = np.ones((2, 10))
-    gap = Geometry(n_resamples=20).fit(shifted, text_embeddings=text).scores_["modality_gap"]
+    gap = Geometry().fit(shifted, text_embeddings=text).scores_["modality_gap"]
     assert gap.value == pytest.approx(0.0, abs=0.05)
 
 
@@ -365,25 +389,33 @@ def test_zero_shot_equals_logits_by_hand(tmp_path):
     assert set(zs.scores_) == {"accuracy", "balanced_accuracy", "macro_f1", "auroc"}
 
 
-def test_vectorised_cluster_indices_equal_sklearn_on_resamples():
-    from medprobe.analysis.separability import (
-        calinski_harabasz_resampled,
-        davies_bouldin_resampled,
-        fisher_ratio_resampled,
-    )
-    from medprobe.analysis.stats import stratified_resamples
+def test_jackknife_replicates_equal_sklearn_on_the_images_left():
+    from medprobe.analysis.geometry import effective_rank, effective_ranks
+    from medprobe.analysis.separability import ClassMoments, davies_bouldin_sets, scatter_ratios
 
     fs = gaussian_fs(1.5, n=120, dim=6, classes=3)
     x, y = fs.features.astype(np.float64), fs.labels
-    idx = stratified_resamples(y, 5, seed=0)
-    for b, row in enumerate(idx):
-        assert davies_bouldin_resampled(x, y, idx)[b] == pytest.approx(
-            skm.davies_bouldin_score(x[row], y[row])
+    blocks = np.arange(120) % 4
+    moments = ClassMoments(x, y, blocks)
+    between, within = scatter_ratios(*moments.totals())
+    db = davies_bouldin_sets(x, y, blocks, moments)
+    ranks = effective_ranks(x, blocks)
+    for r in range(5):
+        keep = blocks != r - 1
+        n = keep.sum()
+        assert db[r] == pytest.approx(skm.davies_bouldin_score(x[keep], y[keep]))
+        assert between[r] / within[r] * (n - 3) / 2 == pytest.approx(
+            skm.calinski_harabasz_score(x[keep], y[keep])
         )
-        assert calinski_harabasz_resampled(x, y, idx)[b] == pytest.approx(
-            skm.calinski_harabasz_score(x[row], y[row])
-        )
-        assert fisher_ratio_resampled(x, y, idx)[b] == pytest.approx(fisher_ratio(x[row], y[row]))
+        assert between[r] / within[r] == pytest.approx(fisher_ratio(x[keep], y[keep]))
+        centred = x[keep] - x[keep].mean(axis=0)
+        s = np.linalg.svd(centred, compute_uv=False)
+        p = s / s.sum()
+        assert ranks[r] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+    wide = np.random.default_rng(0).standard_normal((40, 60))  # fewer images than dims
+    s = np.linalg.svd(wide - wide.mean(axis=0), compute_uv=False)
+    p = s[s > s.max() * 1e-6] / s[s > s.max() * 1e-6].sum()
+    assert effective_rank(wide) == pytest.approx(np.exp(-(p * np.log(p)).sum()))
 
 
 def test_every_registered_analysis_resolves_to_its_function():
@@ -402,3 +434,27 @@ def test_every_registered_analysis_resolves_to_its_function():
         StudyConfig(
             name="s", models=["pixels"], datasets=[{"name": "d", "path": "x"}], analyses=["overlay"]
         )
+
+
+def test_umap_compilation_is_kept_on_disk(tmp_path, monkeypatch):
+    """Inside compiled_once, numba functions are compiled with cache=True into the medprobe
+    cache (the next process loads them instead of compiling UMAP again)."""
+    import importlib
+    import sys
+
+    from medprobe.analysis.embedding import compiled_once
+
+    monkeypatch.setenv("MEDPROBE_CACHE", str(tmp_path / "store"))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    (tmp_path / "jitted_module.py").write_text(
+        "import numba\n\n@numba.njit()\ndef plus_one(x):\n    return x + 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with compiled_once():
+        module = importlib.import_module("jitted_module")
+        assert module.plus_one(1) == 2
+    sys.modules.pop("jitted_module")
+    assert list((tmp_path / "store" / "numba").rglob("*plus_one*.nbi"))
+    import numba
+
+    assert not getattr(numba.njit, "__wrapped__", None)  # restored

@@ -35,7 +35,8 @@ def _value(results: pd.DataFrame, dataset: str, encoder: str, analysis: str, met
 def test_easy_setting_is_separated(outcome, encoder):
     lp = _value(outcome.results, "easy", encoder, "linear_probe", "balanced_accuracy")
     assert lp.value > 0.8 and lp.ci_low > 0.6
-    sil = _value(outcome.results, "easy", encoder, "separability", "silhouette_cosine")
+    # Euclidean: cosine on raw hand-crafted descriptors is dominated by skin tone (see below)
+    sil = _value(outcome.results, "easy", encoder, "separability", "silhouette_euclidean")
     assert sil.ci_low > 0
 
 
@@ -63,14 +64,9 @@ def test_results_table_is_tidy(outcome):
     params = [c for c in frame.columns if c.startswith("param_")]
     key = ["encoder", "encoder_b", "dataset", "analysis", "metric", *params]
     assert not frame.duplicated(key).any()
-    # Percentile intervals of probe metrics and silhouettes contain their estimate. (Cluster
-    # indices use bias-corrected intervals, which need not when the bootstrap is very skewed.)
-    direct = frame[
-        frame.analysis.isin(["knn", "linear_probe", "few_shot"])
-        | frame.metric.str.startswith("silhouette")
-    ]
-    assert (direct.ci_low <= direct.value + 1e-12).all()
-    assert (direct.value <= direct.ci_high + 1e-12).all()
+    # every interval contains its estimate (the row builder enforces it)
+    bounded = frame[frame.ci_low.notna()]
+    assert (bounded.ci_low <= bounded.value).all() and (bounded.value <= bounded.ci_high).all()
     assert set(frame.analysis) == {
         "data",
         "separability",

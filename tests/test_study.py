@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -153,21 +154,42 @@ def test_compare_ranks_and_tests(finished):
     from medprobe.study.compare import compare
 
     _, out, _ = finished
-    comparisons = compare(out, n_resamples=300)
+    comparisons = compare(out, n_permutations=999)
     assert {c.dataset for c in comparisons} == {"busi", "kermany", "lc25000"}
     for c in comparisons:
         assert list(c.ranking.value) == sorted(c.ranking.value, reverse=True)
         assert len(c.pairs) == 1 and 0 <= c.pairs.p_holm.iloc[0] <= 1
         assert c.domains is None  # baselines only: no medical or general model
     result = subprocess.run(
-        [sys.executable, "-m", "medprobe.cli", "compare", str(out), "--resamples", "200"],
+        [sys.executable, "-m", "medprobe.cli", "compare", str(out), "--permutations", "199"],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stderr
-    assert "paired bootstrap" in result.stdout and "medical vs general" in result.stdout
+    assert "paired on the same test images" in result.stdout
+    assert "medical vs general" in result.stdout
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["metric"] == "balanced_accuracy"
+    assert {d["dataset"] for d in saved["datasets"]} == {"busi", "kermany", "lc25000"}
+    assert (out / "compare.csv").is_file()
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medprobe.cli",
+            "compare",
+            str(out),
+            "--json",
+            "--permutations",
+            "199",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(printed.stdout) == saved
 
 
 def test_bundled_paper_study_without_weights_lists_what_to_download(tmp_path, shared_data):
@@ -202,7 +224,8 @@ def test_bundled_paper_study_without_weights_lists_what_to_download(tmp_path, sh
     ):
         assert fragment in result.stderr
     # every shared dataset is found (PMC-CLIP's weights live in a hub *dataset* repository)
-    assert not [line for line in result.stderr.splitlines() if "dataset" in line and "hf " not in line]
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if "dataset" in line and "hf " not in line]
 
 
 def test_bad_study_file_is_one_line(tmp_path):

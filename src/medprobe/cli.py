@@ -245,20 +245,30 @@ def report_command(out: Annotated[Path, typer.Argument(help="A study output fold
 @app.command("compare")
 def compare_command(
     out: Annotated[Path, typer.Argument(help="A study output folder.")],
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    permutations: Annotated[int, typer.Option(help="Sign-flip permutations of the tests.")] = 9999,
+    as_json: Annotated[bool, typer.Option("--json", help="Print compare.json instead.")] = False,
 ) -> None:
-    """Rank models by linear-probe balanced accuracy (95% CI); paired tests; medical vs general."""
+    """Rank models by linear-probe balanced accuracy (95% CI); paired permutation tests of every
+    pair and of medical vs general (one Holm family). Writes compare.json and compare.csv."""
+    import json
+
     from rich.table import Table
 
-    from medprobe.study.compare import compare
+    from medprobe.study.compare import compare, comparison_json, write_comparison
 
-    for comparison in compare(out, n_resamples=positive(resamples, "--resamples")):
+    comparisons = compare(out, n_permutations=positive(permutations, "--permutations"))
+    paths = write_comparison(comparisons, out)
+    if as_json:
+        typer.echo(json.dumps(comparison_json(comparisons), indent=1))
+        return
+    for comparison in comparisons:
         table = Table(
             "rank",
             "model",
             "domain",
             "balanced accuracy [95% CI]",
-            title=f"{comparison.dataset}: linear probe",
+            title=f"{comparison.dataset}: linear probe ({comparison.n} test images, "
+            f"unit: {comparison.unit})",
         )
         for i, row in comparison.ranking.iterrows():
             table.add_row(
@@ -274,7 +284,7 @@ def compare_command(
             "A - B [95% CI]",
             "p",
             "p (Holm)",
-            title="paired bootstrap on the same test images",
+            title="balanced accuracy, paired on the same test images",
         )
         for row in comparison.pairs.itertuples():
             pairs.add_row(
@@ -288,11 +298,14 @@ def compare_command(
         d = comparison.domains
         if d is not None:
             output.print(
-                f"medical - general (mean per-image correctness): {d.difference:+.3f} "
-                f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}], p = {d.p_value:.4f}"
+                f"medical - general (mean balanced accuracy): {d.difference:+.3f} "
+                f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}], p = {d.p_value:.4f}, "
+                f"p (Holm) = {comparison.domains_p_holm:.4f}"
             )
         else:
             output.print("medical vs general: needs at least one model of each domain")
+    for name, path in paths.items():
+        output.print(f"wrote {name}: {path}")
 
 
 @app.command("overlay")

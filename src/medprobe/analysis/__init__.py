@@ -22,11 +22,11 @@ _EXPORTS = {
     "Estimate": "medprobe.analysis.stats",
     "bootstrap": "medprobe.analysis.stats",
     "holm": "medprobe.analysis.stats",
-    "paired_bootstrap": "medprobe.analysis.stats",
+    "paired_difference": "medprobe.analysis.stats",
     "FewShotProbe": "medprobe.analysis.probes",
     "KNNProbe": "medprobe.analysis.probes",
     "LinearProbe": "medprobe.analysis.probes",
-    "classification_scores": "medprobe.analysis.probes",
+    "classification_scores": "medprobe.analysis.scores",
     "Geometry": "medprobe.analysis.geometry",
     "Separability": "medprobe.analysis.separability",
     "ZeroShot": "medprobe.analysis.zeroshot",
@@ -50,19 +50,14 @@ __all__ = [
     "linear_cka",
     "listed_analyses",
     "mutual_knn",
-    "paired_bootstrap",
+    "paired_difference",
     "register_analysis",
 ]
 
 if TYPE_CHECKING:
     from medprobe.analysis.embedding import Embedding2D
     from medprobe.analysis.geometry import Geometry
-    from medprobe.analysis.probes import (
-        FewShotProbe,
-        KNNProbe,
-        LinearProbe,
-        classification_scores,
-    )
+    from medprobe.analysis.probes import FewShotProbe, KNNProbe, LinearProbe
     from medprobe.analysis.registry import (
         AnalysisEntry,
         analyses,
@@ -70,9 +65,10 @@ if TYPE_CHECKING:
         listed_analyses,
         register_analysis,
     )
+    from medprobe.analysis.scores import classification_scores
     from medprobe.analysis.separability import Separability
     from medprobe.analysis.similarity import CrossModel, linear_cka, mutual_knn
-    from medprobe.analysis.stats import Estimate, bootstrap, holm, paired_bootstrap
+    from medprobe.analysis.stats import Estimate, bootstrap, holm, paired_difference
     from medprobe.analysis.zeroshot import ZeroShot
 
 

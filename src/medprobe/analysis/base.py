@@ -2,19 +2,19 @@
 
 Analysers are dataclasses over :class:`sklearn.base.BaseEstimator`: parameters are the fields
 (so ``get_params``, ``clone`` and the repr come from scikit-learn), ``fit`` returns ``self``,
-fitted attributes end in ``_``. The shared bootstrap parameters are keyword-only fields here,
-so a subclass declares only its own.
+fitted attributes end in ``_``. The shared interval parameters (jackknife blocks, confidence,
+seed) are keyword-only fields here, so a subclass declares only its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from medprobe.analysis.stats import stratified_subsample
+from medprobe.analysis.stats import jackknife_blocks, stratified_subsample
+from medprobe.features.featureset import FeatureSet
 
 #: The decorator every analyser class takes (scikit-learn supplies repr; identity equality).
 analyser = dataclass(repr=False, eq=False)
@@ -22,26 +22,29 @@ analyser = dataclass(repr=False, eq=False)
 
 @dataclass(kw_only=True, repr=False, eq=False)
 class Analyser(BaseEstimator):
-    """Bootstrap resamples, confidence level of the intervals, and the seed of everything."""
+    """Jackknife blocks, confidence level of the intervals, and the seed of everything."""
 
-    n_resamples: int = 1000
+    n_blocks: int = 30
     confidence: float = 0.95
     seed: int = 0
 
-    def _boot(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`~medprobe.analysis.stats.bootstrap`."""
-        return {"n_resamples": self.n_resamples, "confidence": self.confidence, "seed": self.seed}
+    def _blocks(self, fs) -> np.ndarray:
+        """The delete-a-group jackknife block of every image (whole groups per block)."""
+        return jackknife_blocks(fs.labels, fs.groups, self.n_blocks, self.seed)
 
 
 @dataclass(kw_only=True, repr=False, eq=False)
 class SubsampledAnalyser(Analyser):
-    """An analyser that works on at most ``max_samples`` images (a stratified, seeded
-    subsample: some measures are quadratic in the number of images)."""
+    """An analyser whose quadratic measures work on at most ``max_samples`` images (a
+    stratified, seeded subsample; ``subsampled_`` says whether it was smaller than the data,
+    and the result rows then carry ``max_samples``)."""
 
-    n_resamples: int = 200
-    max_samples: int = 10_000
+    max_samples: int = 5_000
 
-    def _subsample(self, fs) -> tuple[np.ndarray, np.ndarray]:
-        """float64 features and labels of the subsample."""
+    def _subsample(self, fs) -> FeatureSet:
+        """The subsample, its features float64 (copied after indexing: never the whole
+        matrix)."""
         keep = stratified_subsample(fs.labels, self.max_samples, self.seed)
-        return np.asarray(fs.features, dtype=np.float64)[keep], fs.labels[keep]
+        self.subsampled_ = len(keep) < len(fs)
+        sub = fs.subset(keep)
+        return replace(sub, features=np.asarray(sub.features, dtype=np.float64))

@@ -20,9 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from medprobe.analysis import metrics
-from medprobe.analysis.probes import KNNProbe, LinearProbe, classification_scores
-from medprobe.analysis.stats import Estimate, PairedDifference, bootstrap, paired_bootstrap
+from medprobe.analysis.probes import KNNProbe, LinearProbe
+from medprobe.analysis.scores import classification_scores
+from medprobe.analysis.stats import (
+    Estimate,
+    PairedDifference,
+    mean_estimate,
+    paired_difference,
+    proportion,
+)
 from medprobe.analysis.zeroshot import ZeroShot, unit_rows
 from medprobe.datasets.base import Dataset
 from medprobe.encoders.base import Encoder
@@ -39,10 +45,12 @@ class OverlayResult:
     dataset: str
     overlay: OverlaySpec
     scores: dict[str, Estimate] = field(default_factory=dict)
-    #: per-image normalised displacement, with the image ids and labels (paired comparisons)
+    #: per-image normalised displacement, with the image ids, labels and groups (paired
+    #: comparisons)
     displacements: np.ndarray | None = None
     ids: np.ndarray | None = None
     labels: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
 
 def _aligned(clean: FeatureSet, over: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
@@ -69,32 +77,21 @@ def per_image_displacement(clean: FeatureSet, over: FeatureSet, seed: int = 0) -
     return per_image / between_class_distance(x, clean.labels, seed)
 
 
-def displacement(
-    clean: FeatureSet, over: FeatureSet, *, seed: int = 0, n_resamples: int = 1000
-) -> Estimate:
-    """Mean normalised displacement (:func:`per_image_displacement`) with a bootstrap CI."""
-    values = per_image_displacement(clean, over, seed)
-    return bootstrap(
-        lambda idx: values[idx].mean(axis=1), clean.labels, n_resamples=n_resamples, seed=seed
-    )
+def displacement(clean: FeatureSet, over: FeatureSet, *, seed: int = 0) -> Estimate:
+    """Mean normalised displacement (:func:`per_image_displacement`) with a t interval
+    (cluster-robust standard error): a mean of per-image values, conditional on the
+    between-class distance it is normalised by (estimated from 20,000 pairs)."""
+    return mean_estimate(per_image_displacement(clean, over, seed), clean.groups)
 
 
-def compare_displacement(
-    a: OverlayResult, b: OverlayResult, *, n_resamples: int = 2000, seed: int = 0
-) -> PairedDifference:
-    """Paired bootstrap of mean displacement, model ``a`` minus model ``b``, on the same images
-    with the same overlay: the per-model text-sensitivity comparison."""
+def compare_displacement(a: OverlayResult, b: OverlayResult, *, seed: int = 0) -> PairedDifference:
+    """Mean displacement, model ``a`` minus model ``b``, on the same images with the same
+    overlay (paired Wald CI, sign-flip p-value): the per-model text-sensitivity comparison."""
     if a.overlay != b.overlay or a.ids is None or b.ids is None or set(a.ids) != set(b.ids):
         raise MedprobeError("compare overlay results of one overlay on the same images")
     position = {image: i for i, image in enumerate(b.ids)}
     da, db = a.displacements, b.displacements[[position[i] for i in a.ids]]
-    return paired_bootstrap(
-        lambda idx: da[idx].mean(axis=1),
-        lambda idx: db[idx].mean(axis=1),
-        a.labels,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
+    return paired_difference(da, db, a.labels, a.groups, seed=seed)
 
 
 def _probe_on_overlaid(probe, clean: FeatureSet, over: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +119,6 @@ def probe_shift(
     shifted: FeatureSet,
     *,
     seed: int = 0,
-    n_resamples: int = 1000,
     names: tuple[str, str] = ("clean", "overlaid"),
     retrain: bool = False,
 ) -> tuple[dict[str, Estimate], dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -132,11 +128,14 @@ def probe_shift(
     is trained on the shifted train features instead (what the features support without the
     shift, rather than how a clean-trained probe transfers). Also returns each probe's test
     predictions (clean, shifted) for further paired statistics."""
-    y = clean.split("test").labels
-    k = len(clean.class_names)
+    tested = clean.split("test")
+    y, groups = tested.labels, tested.groups
     scores: dict[str, Estimate] = {}
     predictions = {}
-    probes = {"knn": lambda: KNNProbe(k=10, seed=seed), "linear": lambda: LinearProbe(seed=seed)}
+    probes = {  # every test image scored: the predictions pair with the test split
+        "knn": lambda: KNNProbe(k=10, seed=seed, max_samples=len(clean)),
+        "linear": lambda: LinearProbe(seed=seed),
+    }
     for probe_name, make in probes.items():
         if retrain:
             clean_scores, shifted_scores = make().fit(clean).y_score_, make().fit(shifted).y_score_
@@ -144,19 +143,11 @@ def probe_shift(
             clean_scores, shifted_scores = _probe_on_overlaid(make(), clean, shifted)
         for name, proba in zip(names, (clean_scores, shifted_scores), strict=True):
             scores[f"{probe_name}_accuracy_{name}"] = classification_scores(
-                y, proba, n_resamples=n_resamples, seed=seed
+                y, proba, groups=groups
             )["accuracy"]
         before, after = clean_scores.argmax(1), shifted_scores.argmax(1)
-        drop = paired_bootstrap(
-            metrics.statistic(metrics.accuracy, y, before, k),
-            metrics.statistic(metrics.accuracy, y, after, k),
-            y,
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        scores[f"{probe_name}_accuracy_drop"] = Estimate(
-            drop.difference, drop.ci_low, drop.ci_high, drop.n
-        )
+        drop = paired_difference(before == y, after == y, y, groups, seed=seed)
+        scores[f"{probe_name}_accuracy_drop"] = drop.estimate()
         predictions[probe_name] = (before, after)
     return scores, predictions
 
@@ -168,7 +159,6 @@ def overlay_bias(
     *,
     cache: str | Path | None = None,
     seed: int = 0,
-    n_resamples: int = 1000,
     batch_size: int = 32,
     show_progress: bool = False,
 ) -> list[OverlayResult]:
@@ -192,30 +182,21 @@ def overlay_bias(
         clean = every.subset(np.isin(every.ids, over.ids)) if len(over) < len(every) else every
         result = OverlayResult(encoder.name, dataset.name, spec)
         result.displacements = per_image_displacement(clean, over, seed)
-        result.ids, result.labels = np.asarray(clean.ids), clean.labels
-        result.scores["displacement"] = bootstrap(
-            lambda idx, v=result.displacements: v[idx].mean(axis=1),
-            clean.labels,
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        result.scores.update(probe_shift(clean, over, seed=seed, n_resamples=n_resamples)[0])
+        result.ids, result.labels, result.groups = np.asarray(clean.ids), clean.labels, clean.groups
+        result.scores["displacement"] = mean_estimate(result.displacements, clean.groups)
+        result.scores.update(probe_shift(clean, over, seed=seed)[0])
         if spec.source == "wrong_class" and encoder.has_text:
-            result.scores.update(
-                _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resamples)
-            )
+            result.scores.update(_typographic_attack(encoder, dataset, clean, over, overlay, seed))
         if spec.source == "random_word":
-            result.scores["text_readability"] = _readability(
-                dataset, over, overlay, seed, n_resamples
-            )
+            result.scores["text_readability"] = _readability(dataset, over, overlay, seed)
         results.append(result)
     return results
 
 
-def _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resamples):
+def _typographic_attack(encoder, dataset, clean, over, overlay, seed):
     test_index = {r.id: i for i, r in enumerate(dataset.records)}
-    zero_clean = ZeroShot(encoder, n_resamples=n_resamples, seed=seed).fit(clean)
-    zero_over = ZeroShot(encoder, n_resamples=n_resamples, seed=seed).fit(over)
+    zero_clean = ZeroShot(encoder, seed=seed).fit(clean)
+    zero_over = ZeroShot(encoder, seed=seed).fit(over)
     tested = clean.split("test") if (clean.splits == "test").any() else clean
     written = np.array(
         [
@@ -225,21 +206,17 @@ def _typographic_attack(encoder, dataset, clean, over, overlay, seed, n_resample
             for i in tested.ids
         ]
     )
-    y = tested.labels
     success = (zero_over.y_pred_ == written).astype(float)
     flips = (zero_over.y_pred_ != zero_clean.y_pred_).astype(float)
-    boot = {"n_resamples": n_resamples, "seed": seed}
     return {
-        "attack_success": bootstrap(lambda idx: success[idx].mean(axis=1), y, **boot),
-        "zero_shot_flip_rate": bootstrap(lambda idx: flips[idx].mean(axis=1), y, **boot),
+        "attack_success": proportion(success, tested.groups),
+        "zero_shot_flip_rate": proportion(flips, tested.groups),
         "zero_shot_accuracy_clean": zero_clean.scores_["accuracy"],
         "zero_shot_accuracy_overlaid": zero_over.scores_["accuracy"],
     }
 
 
-def _readability(
-    dataset: Dataset, over: FeatureSet, overlay: TextOverlay, seed: int, n_resamples: int
-) -> Estimate:
+def _readability(dataset: Dataset, over: FeatureSet, overlay: TextOverlay, seed: int) -> Estimate:
     """Balanced accuracy of decoding the written word from overlaid features (chance 1/W)."""
     index = {r.id: i for i, r in enumerate(dataset.records)}
     words = overlay.candidate_texts()
@@ -247,11 +224,16 @@ def _readability(
         [words.index(overlay.text_for(dataset.records[index[i]], index[i])) for i in over.ids]
     )
     relabelled = FeatureSet(
-        over.features, word_of, over.ids, over.splits, words, over.encoder, over.dataset
+        over.features,
+        word_of,
+        over.ids,
+        over.splits,
+        words,
+        over.encoder,
+        over.dataset,
+        groups=over.groups,
     )
-    return (
-        LinearProbe(seed=seed, n_resamples=n_resamples).fit(relabelled).scores_["balanced_accuracy"]
-    )
+    return LinearProbe(seed=seed).fit(relabelled).scores_["balanced_accuracy"]
 
 
 def shortcut_reliance(
@@ -261,7 +243,6 @@ def shortcut_reliance(
     n: int = 400,
     difficulty: str = "hard",
     seed: int = 0,
-    n_resamples: int = 1000,
     cache: str | Path | None = None,
     size: int = 128,
 ) -> dict[str, Estimate]:
@@ -286,22 +267,14 @@ def shortcut_reliance(
     train = extract(encoder, make("correlated"), cache=cache, show_progress=False)
     present = extract(encoder, make("label"), cache=cache, show_progress=False)
     removed = extract(encoder, make("independent"), cache=cache, show_progress=False)
-    probe = LinearProbe(seed=seed, n_resamples=n_resamples).fit(train)
+    probe = LinearProbe(seed=seed).fit(train)
     y = present.split("test").labels
     scores = {}
     predictions = {}
     for name, fs in (("present", present), ("removed", removed)):
         proba = probe.model_.predict_proba(fs.split("test").features)
         predictions[name] = proba.argmax(axis=1)
-        scores[f"accuracy_shortcut_{name}"] = classification_scores(
-            y, proba, n_resamples=n_resamples, seed=seed
-        )["accuracy"]
-    drop = paired_bootstrap(
-        metrics.statistic(metrics.accuracy, y, predictions["present"], 2),
-        metrics.statistic(metrics.accuracy, y, predictions["removed"], 2),
-        y,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
-    scores["reliance"] = Estimate(drop.difference, drop.ci_low, drop.ci_high, drop.n)
+        scores[f"accuracy_shortcut_{name}"] = classification_scores(y, proba)["accuracy"]
+    drop = paired_difference(predictions["present"] == y, predictions["removed"] == y, y, seed=seed)
+    scores["reliance"] = drop.estimate()
     return scores

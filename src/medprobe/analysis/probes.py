@@ -1,28 +1,40 @@
 """Probes: how well a simple classifier reads the class from frozen features.
 
 Every probe trains on the ``train`` split (plus ``val`` where a probe tunes on it) and is scored
-on the ``test`` split, with stratified-bootstrap CIs over the test images.
+on the ``test`` split. The kNN and linear probes' intervals are conditional on the fitted probe
+(they cover its performance on the test population; :mod:`medprobe.analysis.scores`); the
+few-shot intervals also cover the variation between random draws of the training images.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Self
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Self
 
 import numpy as np
+from scipy.stats import t
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import Normalizer, StandardScaler
 
 from medprobe.analysis import metrics
 from medprobe.analysis.base import Analyser, analyser
-from medprobe.analysis.stats import Estimate, bootstrap
+from medprobe.analysis.scores import METRICS, classification_scores
+from medprobe.analysis.stats import (
+    Estimate,
+    contained,
+    jackknife_blocks,
+    stratified_subsample,
+    wilson,
+)
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
+#: linear-probe protocols: ours, and CLIP_benchmark's (for tables set beside published ones)
+PROTOCOLS = ("medprobe", "clip_benchmark")
 
 
 def _train_test(fs: FeatureSet, train_splits: tuple[str, ...]) -> tuple[FeatureSet, FeatureSet]:
@@ -38,14 +50,31 @@ def _train_test(fs: FeatureSet, train_splits: tuple[str, ...]) -> tuple[FeatureS
 
 
 @analyser
-class Probe(Analyser, ABC):
-    """Fit on a FeatureSet's training images, score on its test images.
+class Scored(Analyser):
+    """An analyser that trains on a FeatureSet's training images and scores test images.
 
-    Fitted attributes: ``y_true_``, ``y_pred_``, ``y_score_`` (class probabilities) and
-    ``scores_`` (metric -> :class:`Estimate`).
+    Fitted attributes: ``y_true_``, ``y_pred_``, ``y_score_`` (class probabilities),
+    ``test_ids_`` and ``scores_`` (metric -> :class:`Estimate`, intervals over the test images,
+    or test groups).
     """
 
     train_splits: ClassVar[tuple[str, ...]] = ("train",)
+
+    def _score(self, fs: FeatureSet, train: FeatureSet, test: FeatureSet, proba) -> Self:
+        self.y_score_ = np.zeros((len(test), len(fs.class_names)))
+        self.y_score_[:, np.unique(train.labels)] = proba
+        self.y_true_ = test.labels
+        self.y_pred_ = self.y_score_.argmax(axis=1)
+        self.test_ids_ = test.ids
+        self.scores_ = classification_scores(
+            self.y_true_, self.y_score_, groups=test.groups, confidence=self.confidence
+        )
+        return self
+
+
+@analyser
+class Probe(Scored, ABC):
+    """Fit on the training images, score every test image."""
 
     @abstractmethod
     def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
@@ -53,58 +82,82 @@ class Probe(Analyser, ABC):
 
     def fit(self, fs: FeatureSet) -> Self:
         train, test = _train_test(fs, self.train_splits)
-        k = len(fs.class_names)
-        proba = self._fit_predict(train, test)
-        self.y_score_ = np.zeros((len(test), k))
-        self.y_score_[:, np.unique(train.labels)] = proba
-        self.y_true_ = test.labels
-        self.y_pred_ = self.y_score_.argmax(axis=1)
-        self.scores_ = classification_scores(self.y_true_, self.y_score_, **self._boot())
-        return self
+        return self._score(fs, train, test, self._fit_predict(train, test))
 
 
-def classification_scores(
-    y_true: np.ndarray,
-    y_score: np.ndarray,
+@dataclass(frozen=True)
+class Neighbours:
+    """The nearest training images (cosine, exact, nearest first) of the test images scored:
+    all of them, or a stratified subsample of ``max_samples``. One search per FeatureSet,
+    reused by every k of the kNN probe and by mutual kNN."""
+
+    #: rows (in the FeatureSet) of the test images scored
+    queries: np.ndarray
+    #: ``[queries, k]`` positions in the training split (``fs.split("train")``)
+    indices: np.ndarray
+    subsampled: bool
+
+
+def search_neighbours(
+    fs: FeatureSet,
+    k: int,
     *,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
+    max_samples: int = 5000,
     seed: int = 0,
-) -> dict[str, Estimate]:
-    """Accuracy, balanced accuracy, macro-F1 and one-vs-rest AUROC, each with a bootstrap CI."""
-    k = y_score.shape[1]
-    y_pred = y_score.argmax(axis=1)
-    stats = {
-        "accuracy": metrics.statistic(metrics.accuracy, y_true, y_pred, k),
-        "balanced_accuracy": metrics.statistic(metrics.balanced_accuracy, y_true, y_pred, k),
-        "macro_f1": metrics.statistic(metrics.macro_f1, y_true, y_pred, k),
-        "auroc": lambda idx: metrics.auroc_ovr(y_true, y_score, idx),
-    }
-    return {
-        name: bootstrap(fn, y_true, n_resamples=n_resamples, confidence=confidence, seed=seed)
-        for name, fn in stats.items()
-    }
+    faiss_threshold: float = 2e7,
+) -> Neighbours:
+    """Each scored test image's ``k`` nearest training images. Scoring at most ``max_samples``
+    test images keeps the search linear in the number of training images; the probe's
+    intervals then cover its accuracy from the images scored. Above ``faiss_threshold``
+    train x test pairs the exact search runs on faiss (inner products of L2-normalised
+    float32 vectors, the same neighbours as scikit-learn's brute force, many times faster)."""
+    train, test_rows = fs.split("train"), np.flatnonzero(fs.splits == "test")
+    keep = stratified_subsample(fs.labels[test_rows], max_samples, seed)
+    queries = test_rows[keep]
+    k = min(k, len(train))
+    x = fs.features[queries]
+    if len(train) * len(queries) >= faiss_threshold:
+        indices = faiss_neighbours(train.features, x, k)
+    else:
+        search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute")
+        indices = search.fit(train.features).kneighbors(x, return_distance=False)
+    return Neighbours(queries, indices, len(queries) < len(test_rows))
 
 
 @analyser
-class KNNProbe(Probe):
-    """k-nearest-neighbour vote, exact search; cosine distance by default.
-
-    Above ``faiss_threshold`` train x test pairs (and with cosine distance) the exact search
-    runs on faiss (inner product of L2-normalised vectors), which returns the same neighbours
-    as scikit-learn's brute force, many times faster.
-    """
+class KNNProbe(Scored):
+    """k-nearest-neighbour vote on the training images, exact search; cosine distance by
+    default (from :func:`search_neighbours`, which a caller may pass in to share one search
+    among several k). At most ``max_samples`` test images are scored (a stratified subsample;
+    ``subsampled_`` says whether it was one)."""
 
     k: int = 10
     metric: str = "cosine"
+    max_samples: int = 5000
     faiss_threshold: float = 2e7
 
-    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
+    def fit(self, fs: FeatureSet, neighbours: Neighbours | None = None) -> Self:
+        train, _ = _train_test(fs, self.train_splits)
         k = min(self.k, len(train))
-        if self.metric == "cosine" and len(train) * len(test) >= self.faiss_threshold:
-            return knn_vote(faiss_neighbours(train.features, test.features, k), train.labels)
-        knn = KNeighborsClassifier(n_neighbors=k, metric=self.metric, algorithm="brute")
-        return knn.fit(train.features, train.labels).predict_proba(test.features)
+        if self.metric == "cosine":
+            found = neighbours or search_neighbours(
+                fs,
+                k,
+                max_samples=self.max_samples,
+                seed=self.seed,
+                faiss_threshold=self.faiss_threshold,
+            )
+            if found.indices.shape[1] < k:
+                raise ValueError(f"the neighbour search found {found.indices.shape[1]} < {k}")
+            queries, proba = found.queries, knn_vote(found.indices[:, :k], train.labels)
+            self.subsampled_ = found.subsampled
+        else:
+            test_rows = np.flatnonzero(fs.splits == "test")
+            keep = stratified_subsample(fs.labels[test_rows], self.max_samples, self.seed)
+            queries, self.subsampled_ = test_rows[keep], len(keep) < len(test_rows)
+            knn = KNeighborsClassifier(n_neighbors=k, metric=self.metric, algorithm="brute")
+            proba = knn.fit(train.features, train.labels).predict_proba(fs.features[queries])
+        return self._score(fs, train, fs.subset(queries), proba)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -136,8 +189,13 @@ class FewShotProbe(Analyser):
     over ``draws`` random draws of the training images; scored on the test split.
 
     Features are L2-normalised (with one image per class there is no variance to standardise
-    by). ``scores_[k][metric]`` is the mean over draws with a bootstrap CI of that mean.
-    Asking for more shots than the smallest training class has stops before any fitting.
+    by). ``scores_[k][metric]`` is the mean over draws. Its interval covers the expected
+    performance of the procedure -- over random draws of k training images per class *and*
+    over test sets: the variance is the draws' (between-draw variance / draws) plus the test
+    set's (delete-a-group jackknife over test images, or groups, of the draw-averaged metric),
+    and the interval is Wilson's at the effective size this variance implies (Korn & Graubard
+    1998), inside [0, 1]. Asking for more shots than the smallest training class has stops
+    before any fitting.
     """
 
     shots: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -157,9 +215,13 @@ class FewShotProbe(Analyser):
         rng = np.random.default_rng(self.seed)
         x_train, x_test = _unit(train.features), _unit(test.features)
         k_classes = len(fs.class_names)
+        blocks = jackknife_blocks(test.labels, test.groups, self.n_blocks, self.seed)
+        sets = np.concatenate(
+            [np.ones((1, len(test))), blocks[None] != np.arange(blocks.max() + 1)[:, None]]
+        )
         self.scores_ = {}
         for shots in self.shots:
-            per_draw: dict[str, list[float]] = {m: [] for m in METRICS}
+            per_draw = {m: [] for m in METRICS}  # each: [1 + G] values (all, blocks left out)
             for _ in range(self.draws):
                 chosen = np.concatenate(
                     [
@@ -171,61 +233,108 @@ class FewShotProbe(Analyser):
                 model.fit(x_train[chosen], train.labels[chosen])
                 proba = np.zeros((len(test), k_classes))
                 proba[:, model.classes_] = model.predict_proba(x_test)
-                point = classification_scores(test.labels, proba, n_resamples=1)
-                for metric in METRICS:
-                    per_draw[metric].append(point[metric].value)
+                for metric, values in set_scores(test.labels, proba, sets).items():
+                    per_draw[metric].append(values)
             self.scores_[shots] = {
-                m: _mean_with_ci(np.array(v), len(test), self.confidence, self.seed)
+                m: draws_estimate(np.array(v), len(test), self.confidence)
                 for m, v in per_draw.items()
             }
         return self
 
 
-def _mean_with_ci(values: np.ndarray, n: int, confidence: float, seed: int) -> Estimate:
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (2000, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
-    return Estimate(float(values.mean()), float(low), float(high), n)
+def set_scores(y_true: np.ndarray, y_score: np.ndarray, sets: np.ndarray) -> dict[str, np.ndarray]:
+    """The four metrics on each weighting ``[S, n]`` of the test images (0/1 masks here)."""
+    k = y_score.shape[1]
+    cm = metrics.weighted_confusion(y_true, y_score.argmax(axis=1), sets, k)
+    return {
+        "accuracy": metrics.accuracy(cm),
+        "balanced_accuracy": metrics.balanced_accuracy(cm),
+        "macro_f1": metrics.macro_f1(cm),
+        "auroc": metrics.RankedScores(y_true, y_score).auroc(sets),
+    }
+
+
+def draws_estimate(values: np.ndarray, n: int, confidence: float) -> Estimate:
+    """Mean over draws of a metric (``values[draw, set]``, set 0 = every test image, then one
+    block left out each) with the Wilson interval at the effective size of its total variance,
+    between-draw variance / draws + jackknife variance over test blocks; the critical value is
+    Student's t at the Satterthwaite degrees of freedom of that sum (few draws, few blocks)."""
+    draws = values.shape[0]
+    mean_all = values[:, 0]
+    value = float(np.nanmean(mean_all))
+    if not np.isfinite(value):
+        return contained(value, np.nan, np.nan, n)
+    between = float(np.nanvar(mean_all, ddof=1)) / draws if draws > 1 else 0.0
+    replicates = np.nanmean(values[:, 1:], axis=0)
+    g = len(replicates)
+    test_var = (g - 1) / g * float(np.nansum((replicates - np.nanmean(replicates)) ** 2))
+    variance = between + test_var
+    if not (variance > 0 and 0 < value < 1):
+        return contained(value, *wilson(value, n, confidence), n)
+    parts = [(between, draws - 1), (test_var, g - 1)]
+    dof = variance**2 / sum(v**2 / d for v, d in parts if d > 0 and v > 0)
+    critical = float(t.ppf((1 + confidence) / 2, dof))
+    n_eff = value * (1 - value) / variance
+    return contained(value, *wilson(value, n_eff, critical=critical), n)
 
 
 @analyser
 class LinearProbe(Probe):
-    """Logistic regression on standardised features.
+    """Logistic regression on frozen features, the regularisation chosen on held-out images.
 
-    The inverse regularisation strength ``C`` is chosen from ``Cs`` on the ``val`` split when the
-    data has one, else by stratified k-fold cross-validation on the training split (one
-    stratified 20% hold-out above ``holdout_above`` training images, where k-fold costs k times
-    more and gains little); the model is then refitted on train (+ val).
-    ``class_weight="balanced"`` by default, so a majority class cannot win by default.
+    ``protocol="medprobe"`` (default): standardised features, ``class_weight="balanced"`` (a
+    majority class cannot win by default), the inverse regularisation strength ``C`` chosen
+    from ``Cs`` by balanced accuracy on the ``val`` split when the data has one, else by
+    stratified k-fold cross-validation on the training split (one stratified 20% hold-out
+    above ``holdout_above`` training images).
+
+    ``protocol="clip_benchmark"``: CLIP_benchmark's linear probe -- L2-normalised features, no
+    class weights, the regularisation swept on a validation split (the ``val`` split, else a
+    stratified 20% of train) by accuracy -- so numbers can be set beside published tables.
+
+    Either way the model is then refitted on train (+ val) with the chosen ``C``.
     """
 
     train_splits: ClassVar[tuple[str, ...]] = ("train", "val")
 
-    Cs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-    balanced: bool = True
+    protocol: Literal["medprobe", "clip_benchmark"] = "medprobe"
+    Cs: tuple[float, ...] | None = None
     folds: int = 5
     holdout_above: int = 5000
 
-    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
+    #: default C grids: standardised features need less, unit-norm features more
+    GRIDS: ClassVar[dict[str, tuple[float, ...]]] = {
+        "medprobe": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+        "clip_benchmark": tuple(np.logspace(-2, 4, 13).tolist()),
+    }
+
+    def _cv(self, train: FeatureSet):
         if (train.splits == "val").any():
-            cv = PredefinedSplit(np.where(train.splits == "val", 0, -1))
-        elif len(train) > self.holdout_above:
-            cv = StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=self.seed)
-        else:
-            smallest = np.bincount(train.labels)[np.unique(train.labels)].min()
-            cv = StratifiedKFold(
-                max(2, min(self.folds, smallest)), shuffle=True, random_state=self.seed
+            return PredefinedSplit(np.where(train.splits == "val", 0, -1))
+        if self.protocol == "clip_benchmark" or len(train) > self.holdout_above:
+            return StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=self.seed)
+        smallest = np.bincount(train.labels)[np.unique(train.labels)].min()
+        return StratifiedKFold(
+            max(2, min(self.folds, smallest)), shuffle=True, random_state=self.seed
+        )
+
+    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
+        if self.protocol not in PROTOCOLS:
+            raise MedprobeError(
+                f"linear-probe protocol must be one of {', '.join(PROTOCOLS)}; "
+                f"got {self.protocol!r}"
             )
+        ours = self.protocol == "medprobe"
         model = make_pipeline(
-            StandardScaler(),
+            StandardScaler() if ours else Normalizer(),
             LogisticRegressionCV(
-                Cs=list(self.Cs),
-                cv=cv,
-                scoring="balanced_accuracy",
+                Cs=list(self.Cs or self.GRIDS[self.protocol]),
+                cv=self._cv(train),
+                scoring="balanced_accuracy" if ours else "accuracy",
                 max_iter=3000,
                 l1_ratios=(0.0,),
                 use_legacy_attributes=False,
-                class_weight="balanced" if self.balanced else None,
+                class_weight="balanced" if ours else None,
                 random_state=self.seed,
             ),
         )

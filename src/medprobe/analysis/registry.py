@@ -80,6 +80,12 @@ for _entry in (
         "data", f"{_SUITE}:data_counts", "images in the dataset, used, skipped", trigger="always"
     ),
     AnalysisEntry(
+        "warning",
+        f"{_SUITE}:split_warnings",
+        "warnings when a test split has fewer than 2 classes or a class under 5 images",
+        trigger="always",
+    ),
+    AnalysisEntry(
         "separability",
         f"{_SUITE}:separability",
         "silhouette, Davies-Bouldin, Calinski-Harabasz, Fisher ratio, k-means NMI/ARI",

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from medprobe._version import __version__
@@ -40,6 +41,8 @@ PARAMS: dict[str, tuple[str, str]] = {
     "class": ("string", "the class a per-class row is about"),
     "precision": ("string", "numeric precision of the encoder's forward pass (fp32, bf16, fp16)"),
     "device": ("string", "device the features were computed on (cpu, cuda, cuda:1, ...)"),
+    "protocol": ("string", "linear-probe protocol (medprobe or clip_benchmark)"),
+    "max_samples": ("Int64", "images in the stratified subsample a quadratic measure ran on"),
 }
 #: Choices a fitted analysis made, as ``selected_<name>`` columns.
 SELECTED: dict[str, tuple[str, str]] = {
@@ -63,11 +66,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "ci_low": ("float64", "lower end of the 95% confidence interval"),
     "ci_high": ("float64", "upper end of the 95% confidence interval"),
     "n": ("int64", "images behind the estimate"),
-    "unit": ("string", "unit of resampling of the interval (image)"),
+    "unit": ("string", "unit of resampling of the interval (image, or the group column)"),
     "seed": ("int64", "seed of splits, probes and resampling"),
     **{f"param_{name}": spec for name, spec in PARAMS.items()},
     **{f"selected_{name}": spec for name, spec in SELECTED.items()},
-    "error": ("string", "why the pair failed (error rows) "),
+    "error": ("string", "why the pair failed (error rows), or what a warning row warns of"),
     "encoder_revision": ("string", "weights used: hub commit or local path"),
     "dataset_fingerprint": ("string", "content fingerprint of the dataset"),
     "feature_key": ("string", "feature-store key of the features measured"),
@@ -159,6 +162,7 @@ class RowContext:
             domain=encoder.spec.domain,
             modality=dataset.modality,
             encoder_revision=encoder.weights_source or encoder.spec.revision or "",
+            unit=dataset.unit,
             dataset_fingerprint=dataset.fingerprint(),
             feature_key=str((features.meta if features is not None else {}).get("cache_key", "")),
             params={"precision": encoder.precision, "device": str(encoder.device)},
@@ -179,11 +183,16 @@ class RowContext:
         encoder_b: str = "",
     ) -> list[Row]:
         """One row per metric of ``scores``; ``params`` (added to the context's own) and
-        ``selected`` must be schema names."""
+        ``selected`` must be schema names.
+
+        Every row satisfies ``ci_low <= value <= ci_high`` (a value outside its interval is a
+        defect and raises) and a NaN value has a NaN interval.
+        """
         params, selected = {**self.params, **(params or {})}, dict(selected or {})
         unknown = sorted(set(params) - set(PARAMS)) + sorted(set(selected) - set(SELECTED))
         if unknown:
             raise ValueError(f"{analysis}: {unknown} are not declared in the results schema")
+        scores = {metric: _checked(analysis, metric, est) for metric, est in scores.items()}
         return [
             Row(
                 encoder=self.encoder,
@@ -215,6 +224,42 @@ class RowContext:
         nan = float("nan")
         row = self.rows("error", {"error": Estimate(nan, nan, nan, 0)})[0]
         return replace(row, error=message)
+
+    def warning(
+        self,
+        metric: str,
+        value: float,
+        message: str,
+        *,
+        split: str = "test",
+        params: Mapping[str, Any] | None = None,
+    ) -> Row:
+        """A row (analysis ``warning``) that says why some results of this pair should be read
+        with care; ``value`` is the count it is about, ``error`` says it in words."""
+        row = self.rows(
+            "warning", {metric: Estimate.exact(value, int(value))}, split=split, params=params
+        )[0]
+        return replace(row, error=message)
+
+
+#: how far (relative) a value may sit outside its interval from rounding alone
+_ROUNDING = 1e-9
+
+
+def _checked(analysis: str, metric: str, est: Estimate) -> Estimate:
+    """``est`` with the interval invariant enforced: a NaN value gets a NaN interval; a value
+    outside its interval by rounding is clamped in; by more, it raises."""
+    value, low, high = float(est.value), float(est.ci_low), float(est.ci_high)
+    if not np.isfinite(value):
+        return Estimate(value, float("nan"), float("nan"), est.n)
+    if np.isnan(low) and np.isnan(high):
+        return est
+    slack = _ROUNDING * max(1.0, abs(value))
+    if not (low - slack <= value <= high + slack):
+        raise ValueError(
+            f"{analysis} {metric}: value {value!r} lies outside its interval [{low!r}, {high!r}]"
+        )
+    return Estimate(value, min(low, value), max(high, value), est.n)
 
 
 def row_from_dict(data: Mapping[str, Any]) -> Row:

@@ -16,7 +16,13 @@ import numpy as np
 
 from medprobe.analysis.geometry import Geometry
 from medprobe.analysis.overlay_bias import OverlayResult, overlay_bias
-from medprobe.analysis.probes import FewShotProbe, KNNProbe, LinearProbe
+from medprobe.analysis.probes import (
+    FewShotProbe,
+    KNNProbe,
+    LinearProbe,
+    Neighbours,
+    search_neighbours,
+)
 from medprobe.analysis.rows import Row, RowContext
 from medprobe.analysis.separability import Separability
 from medprobe.analysis.similarity import CrossModel
@@ -47,12 +53,24 @@ class UnitInput:
     overlays: Sequence[OverlaySpec] = ()
     #: the dataset's text audit (:class:`~medprobe.audit.TextAudit`) when the study runs one
     text_audit: Any = None
+    #: linear-probe protocols to run (``medprobe``, ``clip_benchmark``); the first one's test
+    #: predictions are kept for paired comparisons
+    protocols: Sequence[str] = ("medprobe",)
     #: filled by analyses that keep per-image predictions (paired model comparisons)
     predictions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
         return self.context.seed
+
+    @cached_property
+    def neighbours(self) -> Neighbours | None:
+        """The unit's one neighbour search (test images' nearest training images), shared by
+        every k of the kNN probe and by mutual kNN; None without train and test splits."""
+        splits = self.features.splits
+        if not ((splits == "train").any() and (splits == "test").any()):
+            return None
+        return search_neighbours(self.features, max(KNN_KS), seed=self.seed)
 
     @cached_property
     def class_text(self) -> np.ndarray | None:
@@ -80,34 +98,98 @@ def data_counts(unit: UnitInput) -> list[Row]:
     return unit.context.rows("data", {k: Estimate.exact(v, total) for k, v in counts.items()})
 
 
+#: a test class with fewer images than this gets a warning row
+MIN_TEST_IMAGES = 5
+
+
+def split_warnings(unit: UnitInput) -> list[Row]:
+    """Warning rows when the test split cannot support its scores: fewer than two classes
+    (balanced accuracy is then one recall, AUROC undefined) or a class with fewer than
+    ``MIN_TEST_IMAGES`` images (its recall rests on a handful)."""
+    fs = unit.features
+    test = fs.labels[fs.splits == "test"]
+    if len(test) == 0:
+        return []
+    rows = []
+    present = np.unique(test)
+    if len(present) < 2:
+        rows.append(
+            unit.context.warning(
+                "test_classes",
+                len(present),
+                f"the test split of {fs.dataset!r} holds only {len(present)} class; its "
+                "probe scores are not comparable with other datasets'",
+            )
+        )
+    counts = np.bincount(test, minlength=len(fs.class_names))
+    for c in present:
+        if counts[c] < MIN_TEST_IMAGES:
+            name = fs.class_names[c]
+            rows.append(
+                unit.context.warning(
+                    "test_class_images",
+                    int(counts[c]),
+                    f"class {name!r} has {int(counts[c])} test images (fewer than "
+                    f"{MIN_TEST_IMAGES}); its recall, and every score, is uncertain",
+                    params={"class": name},
+                )
+            )
+    return rows
+
+
+def _subsample_params(analyser) -> dict[str, int]:
+    return {"max_samples": analyser.max_samples} if analyser.subsampled_ else {}
+
+
 def separability(unit: UnitInput) -> list[Row]:
-    """Silhouette, Davies-Bouldin, Calinski-Harabasz, Fisher ratio, k-means NMI/ARI."""
-    scores = Separability(seed=unit.seed).fit(unit.features).scores_
-    return unit.context.rows("separability", scores)
+    """Davies-Bouldin, Calinski-Harabasz, Fisher ratio on every image; silhouettes and
+    k-means NMI/ARI on a subsample (``max_samples`` in their rows when it is smaller)."""
+    sep = Separability(seed=unit.seed).fit(unit.features)
+    on_all = ("davies_bouldin", "calinski_harabasz", "fisher_ratio")
+    return unit.context.rows(
+        "separability", {m: e for m, e in sep.scores_.items() if m in on_all}
+    ) + unit.context.rows(
+        "separability",
+        {m: e for m, e in sep.scores_.items() if m not in on_all},
+        params=_subsample_params(sep),
+    )
 
 
 def knn(unit: UnitInput) -> list[Row]:
-    """Cosine kNN probe for each k in KNN_KS."""
+    """Cosine kNN probe for each k in KNN_KS, from one neighbour search."""
     rows = []
     for k in KNN_KS:
-        scores = KNNProbe(k=k, seed=unit.seed).fit(unit.features).scores_
-        rows += unit.context.rows("knn", scores, split="test", params={"k": k, "metric": "cosine"})
+        probe = KNNProbe(k=k, seed=unit.seed).fit(unit.features, unit.neighbours)
+        params = {"k": k, "metric": "cosine", **_subsample_params(probe)}
+        rows += unit.context.rows("knn", probe.scores_, split="test", params=params)
     return rows
 
 
 def linear_probe(unit: UnitInput) -> list[Row]:
-    """Logistic-regression probe; keeps its test predictions for paired comparisons."""
+    """Logistic-regression probe for each of the unit's protocols; keeps the first protocol's
+    test predictions for paired comparisons."""
     fs = unit.features
-    linear = LinearProbe(seed=unit.seed).fit(fs)
-    unit.predictions.update(
-        ids=fs.ids[fs.splits == "test"].tolist(),
-        y_true=linear.y_true_.tolist(),
-        y_pred=linear.y_pred_.tolist(),
-        n_classes=len(fs.class_names),
-    )
-    return unit.context.rows(
-        "linear_probe", linear.scores_, split="test", selected={"C": linear.C_}
-    )
+    rows = []
+    for protocol in unit.protocols:
+        linear = LinearProbe(protocol=protocol, seed=unit.seed).fit(fs)
+        if not unit.predictions:
+            test = fs.split("test")
+            unit.predictions.update(
+                ids=test.ids.tolist(),
+                y_true=linear.y_true_.tolist(),
+                y_pred=linear.y_pred_.tolist(),
+                n_classes=len(fs.class_names),
+                protocol=protocol,
+                groups=None if test.groups is None else test.groups.tolist(),
+            )
+        rows += unit.context.rows(
+            "linear_probe",
+            linear.scores_,
+            split="test",
+            params={"protocol": protocol},
+            selected={"C": linear.C_},
+        )
+    return rows
 
 
 def few_shot(unit: UnitInput) -> list[Row]:
@@ -135,29 +217,39 @@ def zero_shot(unit: UnitInput) -> list[Row]:
 
 
 def geometry(unit: UnitInput) -> list[Row]:
-    """Effective rank, intrinsic dimension, anisotropy; modality gap for VLMs."""
-    scores = Geometry(seed=unit.seed).fit(unit.features, unit.class_text).scores_
-    return unit.context.rows("geometry", scores)
+    """Effective rank, intrinsic dimension (on a subsample), anisotropy; modality gap for
+    VLMs."""
+    geo = Geometry(seed=unit.seed).fit(unit.features, unit.class_text)
+    twonn = "intrinsic_dimension_twonn"
+    return unit.context.rows(
+        "geometry", {m: e for m, e in geo.scores_.items() if m != twonn}
+    ) + unit.context.rows("geometry", {twonn: geo.scores_[twonn]}, params=_subsample_params(geo))
 
 
 def similarity(group: DatasetInput) -> list[Row]:
-    """Unbiased linear CKA and mutual-kNN alignment between every pair of models (no CI
-    is computed for these (NaN), rather than claiming none is needed)."""
+    """Unbiased linear CKA (jackknife CI) and mutual-kNN alignment (no CI: see
+    :mod:`medprobe.analysis.similarity`; on a subsample, ``max_samples`` in its rows when
+    smaller) between every pair of models."""
     if len(group.units) < 2:
         return []
-    cross = CrossModel().fit([u.features for u in group.units])
-    nan = float("nan")
+    found = [u.neighbours for u in group.units]
+    cross = CrossModel(seed=group.seed).fit(
+        [u.features for u in group.units], None if None in found else found
+    )
+    mutual_params = {"max_samples": cross.max_samples} if cross.mutual_subsampled_ else {}
     rows = []
     for i, unit in enumerate(group.units):
         n = len(unit.features)
         for j, other in enumerate(group.units):
             if i == j:
                 continue
-            scores = {
-                "linear_cka_unbiased": Estimate(float(cross.cka_[i, j]), nan, nan, n),
-                "mutual_knn_k10": Estimate(float(cross.mutual_knn_[i, j]), nan, nan, n),
-            }
-            rows += unit.context.rows("similarity", scores, encoder_b=other.encoder.name)
+            b = other.encoder.name
+            cka = Estimate(cross.cka_[i, j], cross.cka_low_[i, j], cross.cka_high_[i, j], n)
+            mutual = Estimate.without_interval(cross.mutual_knn_[i, j], cross.n_mutual_)
+            rows += unit.context.rows("similarity", {"linear_cka_unbiased": cka}, encoder_b=b)
+            rows += unit.context.rows(
+                "similarity", {"mutual_knn_k10": mutual}, encoder_b=b, params=mutual_params
+            )
     return rows
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Self
 import numpy as np
 
 from medprobe.analysis.base import Analyser, analyser
-from medprobe.analysis.probes import classification_scores
+from medprobe.analysis.scores import classification_scores
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
@@ -55,5 +55,7 @@ class ZeroShot(Analyser):
         self.y_score_ = shifted / shifted.sum(axis=1, keepdims=True)
         self.y_true_ = evaluated.labels
         self.y_pred_ = self.logits_.argmax(axis=1)
-        self.scores_ = classification_scores(self.y_true_, self.y_score_, **self._boot())
+        self.scores_ = classification_scores(
+            self.y_true_, self.y_score_, groups=evaluated.groups, confidence=self.confidence
+        )
         return self

@@ -59,7 +59,6 @@ def text_reliance(
         original,
         masked,
         seed=seed,
-        n_resamples=n_resamples,
         names=("original", "masked"),
         retrain=True,
     )

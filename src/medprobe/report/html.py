@@ -281,6 +281,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         if not select(results, *key).empty
     ]
     errors = results[results.analysis == "error"][["encoder", "dataset", "error"]]
+    warnings = results[results.analysis == "warning"].drop_duplicates(["dataset", "error"])
     shown = results[results.analysis != "error"].assign(setting=settings(results))
     table = shown.round(4).astype(object).fillna("")
     return _ENV.get_template("report.html.j2").render(
@@ -299,6 +300,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         heatmaps=_heatmaps(results),
         skipped=outcome.skipped,
         errors=errors.to_dict("records"),
+        warnings=warnings[["dataset", "error"]].to_dict("records"),
         views_json=safe_json([asdict(v) for v in outcome.views]),
         thumbnails_json=safe_json(outcome.thumbnails),
         provenance=provenance,

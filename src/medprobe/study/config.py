@@ -125,6 +125,20 @@ class TextAuditConfig(_Strict):
     reliance: bool = True
 
 
+class LinearProbeConfig(_Strict):
+    """``linear_probe:`` which protocol(s) the linear probe follows: ``medprobe`` (standardised
+    features, balanced class weights, C by balanced accuracy) and/or ``clip_benchmark``
+    (L2-normalised features, no class weights, C by accuracy on a validation split)."""
+
+    protocol: (
+        Literal["medprobe", "clip_benchmark"] | list[Literal["medprobe", "clip_benchmark"]]
+    ) = "medprobe"
+
+    def protocols(self) -> tuple[str, ...]:
+        chosen = [self.protocol] if isinstance(self.protocol, str) else self.protocol
+        return tuple(dict.fromkeys(chosen)) or ("medprobe",)
+
+
 class StudyConfig(_Strict):
     """A whole study: every model on every dataset, every analysis."""
 
@@ -135,6 +149,7 @@ class StudyConfig(_Strict):
     datasets: list[DatasetEntry] = Field(min_length=1)
     analyses: list[str] = Field(default_factory=lambda: list(listed_analyses()))
     embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca"]
+    linear_probe: LinearProbeConfig = LinearProbeConfig()
     overlays: list[OverlaySpec] = []
     text_audit: TextAuditConfig | None = None
     cache: str | None = None

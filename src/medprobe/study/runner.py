@@ -59,6 +59,7 @@ class Plan:
     device: str = "cpu"
     precision: str = "fp32"
     n_thumbnails: int = 3000
+    protocols: tuple[str, ...] = ("medprobe",)
     run: RunInfo = field(default_factory=RunInfo.new)
 
     @classmethod
@@ -75,6 +76,7 @@ class Plan:
             device=config.device,
             precision=config.precision,
             n_thumbnails=config.thumbnails,
+            protocols=config.linear_probe.protocols(),
         )
 
     def build(self, model: ModelEntry) -> Encoder:
@@ -118,6 +120,7 @@ class Plan:
             self.seed,
             [o.describe() for o in self.overlays],
             self.text_audit.model_dump() if self.text_audit else None,
+            list(self.protocols),
         )
 
 
@@ -173,6 +176,7 @@ def run_unit(
         batch_size=plan.batch_size,
         overlays=plan.overlays,
         text_audit=audit,
+        protocols=plan.protocols,
     )
     key = plan.unit_key(encoder, dataset)
     unit = saved.load(encoder.name, dataset.name, key) if saved else None
