@@ -37,6 +37,7 @@ PARAMS: dict[str, tuple[str, str]] = {
     "prompts": ("string", "zero-shot prompt set"),
     "overlay": ("string", "text overlay drawn on the images (source@position)"),
     "mask": ("string", "how detected burned-in text was removed"),
+    "detector": ("string", "the text detector of a text audit"),
     "class": ("string", "the class a per-class row is about"),
 }
 #: Choices a fitted analysis made, as ``selected_<name>`` columns.
