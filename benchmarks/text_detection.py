@@ -7,7 +7,8 @@
   burned-in words, 202 without). Image-level precision and recall of "has a word", box recall
   (an annotated word line counts as found when one detected word, or the union of the detected
   words that touch it, overlaps it with IoU >= 0.3), and the same image-level numbers for
-  non-word marks. Detections inside ``ignore`` regions (too faint to tell) are not scored.
+  non-word marks. Words read inside ``ignore`` regions (too faint to tell) or inside a caliper
+  (its numbers) are not scored.
 - **synthetic**: the overlay renderer's text (medprobe.overlay) at heights 1-15% of the image,
   8 colours, 0/90/180/270-degree rotations, mirrored or not, on a text-free real image of each
   modality (224 px); the box is known. Placements where the text would not stand out from the
@@ -185,7 +186,11 @@ def score_real(items, found) -> dict:
     boxes = hit = 0
     wrong = []
     for (name, _, entry), boxes_found in zip(items, found, strict=True):
-        ignore = entry.get("ignore", [])
+        # a caliper's numbers ("1", "2") are digits drawn with the mark: reading them is
+        # neither right nor wrong
+        ignore = entry.get("ignore", []) + [
+            m[:4] for m in entry.get("marks", []) if m[4] == "caliper"
+        ]
         words = [b for b in boxes_found if b.kind == "word" and _outside(b.rect, ignore)]
         marks = [b for b in boxes_found if b.kind == "mark"]
         truth, truth_marks = entry.get("words", []), entry.get("marks", [])

@@ -290,10 +290,10 @@ def test_captions_name_words_orientations_and_marks():
     boxes = [
         TextBox("L", 0.99, 0, 0, 5, 5, orientation="mirrored"),
         TextBox("DAY 6", 0.98, 0, 9, 20, 5),
-        TextBox("caliper", 1.0, 30, 30, 6, 6, kind="mark"),
-        TextBox("caliper", 1.0, 50, 30, 6, 6, kind="mark"),
+        TextBox("colour", 1.0, 30, 30, 6, 6, kind="mark"),
+        TextBox("colour", 1.0, 50, 30, 6, 6, kind="mark"),
     ]
-    assert caption(boxes) == "L (mirrored), DAY 6; marks: caliper x2"
+    assert caption(boxes) == "L (mirrored), DAY 6; marks: colour x2"
     assert caption([]) == "no text"
 
 

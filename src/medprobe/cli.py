@@ -563,7 +563,7 @@ def audit_text_command(
         float | None, typer.Option(help="Recogniser confidence a word needs, 0-1.")
     ] = None,
     marks: Annotated[
-        bool, typer.Option(help="Also find non-word marks (calipers, frames, rulers, colour).")
+        bool, typer.Option(help="Also find non-word marks (coloured marks, frames, rulers).")
     ] = True,
     modality: Annotated[str | None, typer.Option(help="e.g. chest x-ray.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,

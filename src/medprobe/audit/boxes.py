@@ -10,7 +10,7 @@ import numpy as np
 
 Kind = Literal["word", "mark"]
 #: Non-word marks a detector can name (``TextBox.text`` of a ``mark``).
-MARKS = ("colour", "frame", "ruler", "caliper")
+MARKS = ("colour", "frame", "ruler")
 
 #: Each orientation names what happened to the text in the image and maps a crop of it back
 #: to upright: "mirrored" text was flipped left-right, "rot90" text runs bottom to top

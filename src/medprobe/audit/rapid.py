@@ -8,6 +8,7 @@ named explicitly and a missing file is an error, never a download.
 from __future__ import annotations
 
 import functools
+import string
 from importlib import metadata
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def _versions() -> dict[str, str]:
 
 
 @functools.cache
-def _engine(threads: int, box_threshold: float, unclip: float):
+def _engine(threads: int, threshold: float, box_threshold: float, unclip: float, latin: bool):
     """One RapidOCR engine per setting (its ONNX sessions are thread-safe and reused)."""
     from rapidocr import RapidOCR
 
@@ -62,6 +63,7 @@ def _engine(threads: int, box_threshold: float, unclip: float):
             "Det.model_path": str(folder / _DET),
             "Det.limit_type": "max",
             "Det.limit_side_len": 4096,  # no second resize
+            "Det.thresh": threshold,
             "Det.box_thresh": box_threshold,
             "Det.unclip_ratio": unclip,
             "Rec.model_path": str(folder / _REC),
@@ -73,7 +75,32 @@ def _engine(threads: int, box_threshold: float, unclip: float):
     )
     # rapidocr is pinned: its recogniser is loaded the way RapidOCR.__call__ loads it, so
     # crops can be read in one batch
-    return engine, engine._load_rec_model()
+    recogniser = engine._load_rec_model()
+    if latin:
+        recogniser.postprocess_op = _Alphabet(recogniser.postprocess_op, _LATIN)
+    return engine, recogniser
+
+
+#: what burned-in text on western scanners is written in
+_LATIN = frozenset(string.ascii_letters + string.digits + string.punctuation + " ")
+
+
+class _Alphabet:
+    """CTC decoding over an alphabet: the recogniser's other characters get probability 0, so
+    a Latin letter in a box is read as that letter, not as the CJK character the box
+    resembles ("D" in a frame is otherwise read as "回")."""
+
+    def __init__(self, decoder, alphabet: frozenset[str]):
+        self.decoder = decoder
+        self.character = decoder.character
+        # index 0 is CTC's blank; it always stays
+        self.dropped = np.array(
+            [k > 0 and ch not in alphabet for k, ch in enumerate(self.character)]
+        )
+
+    def __call__(self, preds: np.ndarray, return_word_box: bool = False, **kwargs):
+        preds = np.where(self.dropped, 0.0, preds)
+        return self.decoder(preds, return_word_box, **kwargs)
 
 
 class RapidOCRDetector(LearnedDetector):
@@ -81,15 +108,21 @@ class RapidOCRDetector(LearnedDetector):
 
     name = "rapidocr"
 
-    box_threshold: float = Field(0.5, ge=0, le=1, description="localiser region score")
+    threshold: float = Field(0.3, ge=0, le=1, description="localiser pixel score (DB)")
+    box_threshold: float = Field(0.3, ge=0, le=1, description="localiser region score")
     unclip: float = Field(1.6, gt=0, le=4, description="how far regions are grown (DB unclip)")
     threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per image")
 
     def versions(self) -> dict[str, str]:
         return _versions()
 
+    def _models(self):
+        return _engine(self.threads, self.threshold, self.box_threshold, self.unclip, self.latin)
+
     def locate(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        engine, _ = _engine(self.threads, self.box_threshold, self.unclip)
+        engine, _ = _engine(
+            self.threads, self.threshold, self.box_threshold, self.unclip, self.latin
+        )
         found = engine(rgb[:, :, ::-1], use_cls=False, use_rec=False)  # RapidOCR wants BGR
         if found.boxes is None:
             return []
@@ -100,6 +133,8 @@ class RapidOCRDetector(LearnedDetector):
     def read(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         from rapidocr.ch_ppocr_rec import TextRecInput
 
-        _, recogniser = _engine(self.threads, self.box_threshold, self.unclip)
+        _, recogniser = _engine(
+            self.threads, self.threshold, self.box_threshold, self.unclip, self.latin
+        )
         out = recogniser(TextRecInput(img=[c[:, :, ::-1] for c in crops]))
         return [(str(t), float(s)) for t, s in zip(out.txts, out.scores, strict=True)]

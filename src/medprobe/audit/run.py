@@ -152,7 +152,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[TextBox]) -> Image.Image:
 
 def caption(boxes: Sequence[TextBox]) -> str:
     """The words read (with the orientation when not upright, "?" when unreadable) and the
-    marks found, e.g. ``"L (mirrored), DAY 6; marks: caliper x2"``."""
+    marks found, e.g. ``"L (mirrored), DAY 6; marks: colour x2"``."""
     words = [
         (b.text or "?") + ("" if b.orientation == "upright" else f" ({b.orientation})")
         for b in boxes
