@@ -7,6 +7,7 @@ The weights (``craft_mlt_25k.pth``, ``english_g2.pth``) come from the
 from __future__ import annotations
 
 import functools
+import warnings
 from importlib import metadata
 
 import numpy as np
@@ -28,14 +29,16 @@ def _reader():
             f"the easyocr-craft text detector needs easyocr and its offline weights: {_INSTALL}"
         ) from None
     folder = easyocr_en_models.model_dir()
-    return easyocr.Reader(
-        ["en"],
-        gpu=False,
-        model_storage_directory=folder,
-        user_network_directory=folder,
-        download_enabled=False,
-        verbose=False,
-    )
+    with warnings.catch_warnings():  # torch's deprecation notes on EasyOCR's quantisation
+        warnings.simplefilter("ignore", UserWarning)
+        return easyocr.Reader(
+            ["en"],
+            gpu=False,
+            model_storage_directory=folder,
+            user_network_directory=folder,
+            download_enabled=False,
+            verbose=False,
+        )
 
 
 @functools.cache
@@ -78,8 +81,10 @@ class CraftDetector(LearnedDetector):
     def read(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         reader = _reader()
         out = []
-        for crop in crops:
-            grey = np.ascontiguousarray(crop.mean(axis=2).astype(np.uint8))
-            found = reader.recognize(grey, detail=1)
-            out.append((found[0][1], float(found[0][2])) if found else ("", 0.0))
+        with warnings.catch_warnings():  # "pin_memory without an accelerator", per crop
+            warnings.simplefilter("ignore", UserWarning)
+            for crop in crops:
+                grey = np.ascontiguousarray(crop.mean(axis=2).astype(np.uint8))
+                found = reader.recognize(grey, detail=1)
+                out.append((found[0][1], float(found[0][2])) if found else ("", 0.0))
         return out

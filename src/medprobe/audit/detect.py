@@ -103,7 +103,8 @@ class TextDetections:
 def _detections_path(cache: Any, key: str) -> Path | None:
     if cache is None:
         return None
-    root = Path(getattr(cache, "root", cache)).expanduser()
+    # a folder, or a FeatureStore (its .root; a Path's own .root is "/")
+    root = Path(cache if isinstance(cache, str | os.PathLike) else cache.root).expanduser()
     return root / "text-audit" / f"{key}.json"
 
 
