@@ -30,7 +30,7 @@ def _reader():
         ) from None
     folder = easyocr_en_models.model_dir()
     with warnings.catch_warnings():  # torch's deprecation notes on EasyOCR's quantisation
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore")
         return easyocr.Reader(
             ["en"],
             gpu=False,
