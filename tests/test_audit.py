@@ -1,105 +1,183 @@
-"""Burned-in text audit: detection, prevalence, leakage, masking and reliance."""
+"""Burned-in text audit: detectors, marks, prevalence, leakage, masking and reliance."""
 
 from __future__ import annotations
 
-import os
-import shutil
+import builtins
+import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
-from medprobe.audit import TextDetector, TextMask, audit_text, detect_text, ocr, text_prevalence
+from medprobe.audit import (
+    MarkFinder,
+    TextMask,
+    audit_text,
+    create_detector,
+    detect_text,
+    text_prevalence,
+)
+from medprobe.audit.boxes import rect_iou
+from medprobe.audit.run import caption
 from medprobe.cli import main
 from medprobe.datasets import TextNuisance, open_dataset, synthetic
+from medprobe.datasets.synth_render import draw_ruler
 from medprobe.encoders import create_encoder
 from medprobe.errors import MedprobeError
-from medprobe.fonts import load_font
-
-
-def _tesseract() -> None:
-    if shutil.which("tesseract") is None:
-        message = "tesseract-ocr is not installed (apt-get install tesseract-ocr)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+from medprobe.overlay import OverlaySpec, TextOverlay
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    _tesseract()
     return tmp_path_factory.mktemp("audit-cache")
 
 
-def _xray_with_text(size=(224, 224), text="LEFT BREAST", xy=(20, 190)) -> Image.Image:
-    rng = np.random.default_rng(0)
-    # a smooth radiograph-like gradient with mild noise
+@pytest.fixture(scope="module")
+def detector():
+    return create_detector()  # the default: rapidocr, marks included
+
+
+def _xray(size=(224, 224), seed=0) -> Image.Image:
+    """A smooth radiograph-like gradient with mild noise, free of text."""
+    rng = np.random.default_rng(seed)
     ramp = np.linspace(60, 140, size[0])[None, :] * np.ones((size[1], 1))
     grey = np.clip(ramp + 4 * rng.standard_normal(size[::-1]), 0, 255).astype(np.uint8)
-    image = Image.fromarray(grey).convert("RGB")
-    font = load_font(max(12, size[1] // 16), "DejaVuSans-Bold")
-    ImageDraw.Draw(image).text(xy, text, font=font, fill=(255, 255, 255))
-    return image
+    return Image.fromarray(grey).convert("RGB")
 
 
-def test_detector_reads_burned_in_words_where_they_are(cache):
-    boxes = TextDetector().detect(_xray_with_text())
-    tokens = {b.token for b in boxes}
-    assert {"LEFT", "BREAST"} <= tokens
-    for b in boxes:
-        assert 180 <= b.y + b.height / 2 <= 215 and b.x >= 10
-    blank = Image.fromarray(np.full((224, 224, 3), 120, np.uint8))
-    assert TextDetector().detect(blank) == []
+def _write(image: Image.Image, text: str, size: float, position: str, **style):
+    """``image`` with ``text`` drawn by the overlay renderer, and the text's box."""
+    spec = OverlaySpec(source="fixed", text=text, size=size, position=position, **style)
+    return TextOverlay(spec, ["x"]).draw(image, text, 0)
 
 
-def test_detector_handles_grey_16_bit_and_huge_images(cache):
-    image = _xray_with_text()
+def _words(boxes):
+    return [b for b in boxes if b.kind == "word"]
+
+
+def test_text_at_known_boxes_is_found_and_read(detector):
+    image, box = _write(_xray(), "LEFT BREAST", 0.06, "bottom-left", outline=None)
+    image, box2 = _write(image, "AP", 0.05, "top-right", colour=(20, 20, 20), outline=None)
+    words = _words(detector.detect(image))
+    for truth, text in ((box, "LEFTBREAST"), (box2, "AP")):
+        hit = [w for w in words if rect_iou(w.rect, truth) >= 0.3]
+        assert len(hit) == 1 and hit[0].token == text and hit[0].orientation == "upright"
+    assert len(words) == 2
+
+
+def test_text_free_images_are_not_flagged(detector, shared_data):
+    assert detector.detect(_xray()) == []
+    root = shared_data / "medsamples"
+    for path in (
+        "lc25000_lung_histopathology_224/lung_n/lungn1167.jpeg",
+        "odir_fundus_400/cataract/0_left.jpg",
+        "ham10000_224/bcc/ISIC_0031539.jpg",
+    ):
+        assert detector.detect(Image.open(root / path)) == [], path
+
+
+def test_mirrored_and_turned_markers_are_found_with_their_orientation(detector):
+    plain, box = _write(_xray(), "L", 0.1, "top-left", outline=None)
+    mirrored = ImageOps.mirror(plain)  # a flipped slice: the marker reads backwards
+    x0, y0, x1, y1 = box
+    words = _words(detector.detect(mirrored))
+    assert [(w.token, w.orientation) for w in words] == [("L", "mirrored")]
+    assert rect_iou(words[0].rect, (224 - x1, y0, 224 - x0, y1)) >= 0.3
+    label, _ = _write(_xray(), "PORTABLE", 0.06, "bottom-left", outline=None)
+    turned = label.rotate(90, expand=True)  # the text now runs bottom to top
+    words = _words(detector.detect(turned))
+    assert [(w.token, w.orientation) for w in words] == [("PORTABLE", "rot90")]
+    assert abs(abs(words[0].angle) - 90) < 10 and len(words[0].quad) == 4
+
+
+def test_coloured_caliper_and_label_are_found(detector):
+    image = _xray()
+    draw = ImageDraw.Draw(image)
+    yellow = (255, 230, 0)
+    for cx, cy in ((70, 100), (150, 120)):  # two measurement crosses and the line between
+        draw.line((cx - 5, cy, cx + 5, cy), fill=yellow, width=1)
+        draw.line((cx, cy - 5, cx, cy + 5), fill=yellow, width=1)
+    draw.line((70, 100, 150, 120), fill=yellow, width=1)
+    image, label = _write(image, "RT UOQ", 0.06, "bottom-left", colour=yellow, outline=None)
+    found = detector.detect(image)
+    assert [w.token for w in _words(found)] == ["RTUOQ"]  # the coloured label is text
+    marks = [b for b in found if b.kind == "mark"]
+    assert marks and {m.text for m in marks} == {"colour"}
+    assert all(rect_iou(m.rect, label) == 0 for m in marks)  # the label is left to the word
+    assert any(m.x <= 70 <= m.x + m.width and m.y <= 100 <= m.y + m.height for m in marks)
+    # the same drawing in grey is not a coloured mark; text-free means no word and no mark
+    assert MarkFinder().find(np.asarray(_xray())) == []
+
+
+def test_rulers_and_frames_are_marks():
+    finder = MarkFinder()
+    ruled = _xray()
+    draw_ruler(np.random.default_rng(3), ruled)
+    assert "ruler" in {m.text for m in finder.find(np.asarray(ruled))}
+    framed = _xray()
+    ImageDraw.Draw(framed).rectangle((4, 4, 219, 219), outline=(250, 250, 250), width=2)
+    assert "frame" in {m.text for m in finder.find(np.asarray(framed))}
+
+
+def test_detector_handles_grey_16_bit_and_huge_images(detector):
+    image, _ = _write(_xray(), "LEFT BREAST", 0.07, "bottom-left", outline=None)
     # 16-bit: the text is 65535, far above 255; it must be rescaled, not clipped to white
     grey16 = Image.fromarray(np.asarray(image.convert("L"), np.uint16) * 257)
     assert grey16.mode == "I;16"
     for variant in (image.convert("L"), grey16):
-        assert {"LEFT", "BREAST"} <= {b.token for b in TextDetector().detect(variant)}
-    big = _xray_with_text((3000, 3000), "RT AXILLA", (300, 2600))
-    boxes = TextDetector().detect(big)  # detected at 1024 px, boxes mapped back
-    assert {"RT", "AXILLA"} <= {b.token for b in boxes}
-    assert all(2400 < b.y + b.height / 2 < 2900 for b in boxes if b.token == "AXILLA")
+        assert "LEFTBREAST" in {b.token for b in detector.detect(variant)}
+    big, box = _write(_xray((3000, 3000)), "RT AXILLA", 0.04, "bottom-left", outline=None)
+    words = _words(detector.detect(big))  # detected at 1024 px, boxes mapped back
+    assert [w.token for w in words] == ["RTAXILLA"] and rect_iou(words[0].rect, box) >= 0.3
 
 
-def test_missing_tesseract_is_one_clear_sentence(monkeypatch, capsys, tmp_path):
-    monkeypatch.setenv("MEDPROBE_TESSERACT", "")
-    monkeypatch.setattr(ocr.shutil, "which", lambda name: None)
-    ocr.tesseract_version.cache_clear()
+def test_registry_settings_and_missing_packages_are_one_sentence(monkeypatch):
+    with pytest.raises(MedprobeError, match="known detectors: rapidocr"):
+        create_detector("paddle")
+    with pytest.raises(MedprobeError, match="min_confidence"):
+        create_detector("rapidocr", min_confidence=3)
+    a, b = create_detector(), create_detector(min_confidence=0.95)
+    assert a.describe()["detector"] == "rapidocr" and a.describe()["rapidocr"]
+    assert a.describe() != b.describe()  # settings are part of the cache key
+    from medprobe.audit import rapid
+
+    real_import = builtins.__import__
+
+    def no_rapidocr(name, *args, **kwargs):
+        if name == "rapidocr":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    rapid._versions.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_rapidocr)
     try:
-        with pytest.raises(MedprobeError, match="apt-get install tesseract-ocr"):
-            TextDetector().describe()
-        folder = tmp_path / "data"
-        for cls in ("a", "b"):
-            (folder / cls).mkdir(parents=True)
-            _xray_with_text().save(folder / cls / "x.png")
-        assert main(["audit", "text", str(folder)]) == 2
-        err = capsys.readouterr().err
-        assert "tesseract" in err and "Traceback" not in err
-        # a study with text_audit lists it with the other missing pieces, before any work
+        with pytest.raises(MedprobeError, match="pip install rapidocr"):
+            create_detector().describe()
         from medprobe.study.config import StudyConfig
         from medprobe.study.preflight import preflight
 
         config = StudyConfig(
             name="s",
             models=["pixels"],
-            datasets=[{"name": "d", "path": str(folder)}],
+            datasets=[{"name": "d", "synthetic": {"kind": "dermoscopy", "n": 8}}],
             text_audit={},
         )
-        assert any("tesseract-ocr" in p for p in preflight(config))
+        assert any("rapidocr" in p for p in preflight(config))
     finally:
-        ocr.tesseract_version.cache_clear()
+        monkeypatch.undo()
+        rapid._versions.cache_clear()
 
 
-def test_mask_erases_only_the_text(cache):
+def test_mask_erases_only_the_detections(cache, detector):
     ds = synthetic("dermoscopy", 12, seed=0, text=TextNuisance(mode="label"), name="mask-check")
-    found = detect_text(ds, cache=cache)
+    found = detect_text(ds, detector, cache=cache)
+    assert found.detector["detector"] == "rapidocr"
     # the same images under another name: a cache hit that carries the new name
     again = synthetic("dermoscopy", 12, seed=0, text=TextNuisance(mode="label"), name="renamed")
-    assert detect_text(again, cache=cache).dataset == "renamed"
+    assert detect_text(again, detector, cache=cache).dataset == "renamed"
+    # other settings are another cache entry
+    detect_text(ds, create_detector(min_confidence=0.95), cache=cache)
+    assert len(list((cache / "text-audit").glob("*.json"))) == 2
     index = next(i for i, b in enumerate(found.boxes) if b)
     record = next(r for r in ds.records if r.id == found.ids[index])
     image = ds.load_image(record)
@@ -109,15 +187,15 @@ def test_mask_erases_only_the_text(cache):
         changed = np.abs(out - np.asarray(image)).sum(2) > 0
         inside = np.zeros_like(changed)
         for b in found.boxes[index]:
-            grow = round(0.3 * b.height) + 1
+            grow = round(0.3 * min(b.height, b.width)) + 1
             inside[
                 max(0, b.y - grow) : b.y + b.height + grow,
                 max(0, b.x - grow) : b.x + b.width + grow,
             ] = True
         assert changed.any() and not (changed & ~inside).any()
-    # An image without detected text passes through every mask unchanged (pixel for pixel).
+    # An image without detections passes through every mask unchanged (pixel for pixel).
     plain = synthetic("dermoscopy", 12, seed=0, name="mask-check-plain")
-    nothing = detect_text(plain, cache=cache)
+    nothing = detect_text(plain, detector, cache=cache)
     record = next(r for r in plain.records if not nothing.boxes_of(r.id))
     image = plain.load_image(record)
     for mode in ("fill", "inpaint"):
@@ -133,25 +211,27 @@ def test_real_covid_leaks_and_lc25000_does_not(shared_data, cache):
     covid = audit_text(open_dataset(root / "covid19_radiography_224"), cache=cache)
     assert covid.leakage.flagged_
     assert covid.leakage.balanced_accuracy_.ci_low > covid.leakage.chance_
-    assert covid.prevalence["COVID"].value > covid.prevalence["Normal"].value
     assert {"D", "DCHA"} & set(covid.tokens.token)
     histology = audit_text(open_dataset(root / "lc25000_lung_histopathology_224"), cache=cache)
     assert not histology.leakage.flagged_
     assert histology.prevalence["all"].value < 0.03
     rows = covid.rows()
     assert {r.analysis for r in rows} == {"text_audit"}
+    assert {r.params["detector"] for r in rows} == {"rapidocr"}
     assert any(r.metric == "leakage_flagged" and r.value == 1 for r in rows)
+    assert {"text_prevalence", "mark_prevalence", "words", "marks"} <= {r.metric for r in rows}
 
 
-def test_real_busi_normal_class_nearly_text_free(shared_data, cache):
-    found = detect_text(open_dataset(shared_data / "medsamples" / "busi_256"), cache=cache)
-    prevalence = text_prevalence(found)
-    assert prevalence["normal"].value <= 0.05
-    assert prevalence["normal"].value < min(
-        prevalence["benign"].value, prevalence["malignant"].value
+def test_real_busi_normal_class_nearly_text_free(shared_data, cache, detector):
+    found = detect_text(
+        open_dataset(shared_data / "medsamples" / "busi_256"), detector, cache=cache
     )
-    words = {b.token for boxes in found.boxes for b in boxes}
-    assert {"LT"} <= words  # "LT AXILLA", "LT LOQ", ... in benign/malignant
+    words, marks = text_prevalence(found), text_prevalence(found, kind="mark")
+    assert words["normal"].value <= 0.05
+    assert words["normal"].value < min(words["benign"].value, words["malignant"].value)
+    assert marks["normal"].value < max(marks["benign"].value, marks["malignant"].value)
+    tokens = {b.token for boxes in found.boxes for b in boxes}
+    assert {"LTAXILLA", "RTAXILLA"} & tokens  # "LT AXILLA", "RT AXILLA" in benign/malignant
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +254,7 @@ def _testbed_audit(mode: str, seed: int, cache, pixels):
 
 def test_synthetic_label_text_leaks_and_pixels_rely_on_it(cache, pixels):
     audit = _testbed_audit("label", 0, cache, pixels)
+    assert audit.prevalence["all"].value > 0.9
     assert audit.leakage.balanced_accuracy_.value > 0.85 and audit.leakage.flagged_
     scores = audit.reliance["pixels"]
     assert scores["linear_accuracy_original"].value > 0.95
@@ -185,11 +266,35 @@ def test_synthetic_label_text_leaks_and_pixels_rely_on_it(cache, pixels):
 
 def test_synthetic_independent_text_does_not_leak_nor_matter(cache, pixels):
     audit = _testbed_audit("independent", 1, cache, pixels)
-    assert audit.prevalence["all"].value > 0.7  # the text is there and found...
+    assert audit.prevalence["all"].value > 0.9  # the text is there and found...
     assert not audit.leakage.flagged_  # ...but says nothing about the label
     assert abs(audit.leakage.balanced_accuracy_.value - 0.5) < 0.08
     drop = audit.reliance["pixels"]["linear_accuracy_drop"]
     assert drop.ci_low <= 0 <= drop.ci_high + 1e-9 or abs(drop.value) < 0.05
+
+
+def test_other_detectors_find_the_same_label(shared_data):
+    image = Image.open(shared_data / "medsamples" / "busi_256" / "benign" / "benign (1).png")
+    for name in ("easyocr-craft", "tesseract"):
+        detector = create_detector(name)
+        words = _words(detector.detect(image))
+        assert {"LEFT", "BREAST"} <= {w.token for w in words} or "LEFTBREAST" in {
+            w.token for w in words
+        }, name
+        assert detector.describe()["detector"] == name
+
+
+def test_captions_name_words_orientations_and_marks():
+    from medprobe.audit import TextBox
+
+    boxes = [
+        TextBox("L", 0.99, 0, 0, 5, 5, orientation="mirrored"),
+        TextBox("DAY 6", 0.98, 0, 9, 20, 5),
+        TextBox("colour", 1.0, 30, 30, 6, 6, kind="mark"),
+        TextBox("colour", 1.0, 50, 30, 6, 6, kind="mark"),
+    ]
+    assert caption(boxes) == "L (mirrored), DAY 6; marks: colour x2"
+    assert caption([]) == "no text"
 
 
 def test_audit_cli_writes_results_and_report(cache, tmp_path):
@@ -207,10 +312,16 @@ def test_audit_cli_writes_results_and_report(cache, tmp_path):
 
     results = pd.read_csv(out / "results.csv")
     assert {"text_audit", "text_reliance"} <= set(results.analysis)
+    assert set(results.param_detector.dropna()) == {"rapidocr"}
     html = (out / "report.html").read_text()
     assert 'id="audit-prevalence"' in html and 'id="audit-leakage"' in html
-    assert "<figcaption>" in html and (out / "text_detections.json").is_file()
+    assert "images with marks" in html and "rapidocr 3." in html
+    assert "<figcaption>" in html
+    saved = json.loads((out / "text_detections.json").read_text())
+    assert saved["detector"]["detector"] == "rapidocr"
     assert main(["audit", "text", str(folder), "--mask", "blur"]) == 2
+    assert main(["audit", "text", str(folder), "--detector", "paddle"]) == 2
+    assert main(["audit", "text", str(folder), "--min-confidence", "7"]) == 2
 
 
 def test_study_file_runs_the_text_audit(cache, tmp_path):
@@ -225,13 +336,13 @@ def test_study_file_runs_the_text_audit(cache, tmp_path):
         "    synthetic: {kind: dermoscopy, n: 80, difficulty: hard, text: {mode: label}}\n"
         "analyses: [linear_probe]\n"
         f"cache: {cache}\n"
-        "text_audit: {mask: inpaint}\n"
+        "text_audit: {mask: inpaint, detector: rapidocr, settings: {min_confidence: 0.85}}\n"
     )
     out = tmp_path / "out"
     assert main(["run", str(study), "--out", str(out)]) == 0
     results = pd.read_csv(out / "results.csv")
     audit = results[results.analysis == "text_audit"]
-    assert set(audit.encoder) == {"(ocr)"}
+    assert set(audit.encoder) == {"(ocr)"} and set(audit.param_detector) == {"rapidocr"}
     flagged = audit[audit.metric == "leakage_flagged"].value.iloc[0]
     assert flagged == 1
     reliance = results[results.analysis == "text_reliance"]
@@ -244,3 +355,6 @@ def test_study_file_runs_the_text_audit(cache, tmp_path):
     assert len(again) == len(results)
     assert main(["report", str(out)]) == 0
     assert "<figcaption>" in (out / "report.html").read_text()
+    # an unknown detector or setting is refused when the file is read, in one sentence
+    study.write_text(study.read_text().replace("min_confidence: 0.85", "min_confidence: 9"))
+    assert main(["run", str(study), "--out", str(out)]) == 2

@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -693,39 +693,60 @@ def audit_text_command(
         Path | None, typer.Option(help="Write results.csv/parquet, detections and report.html.")
     ] = None,
     mask: Annotated[str, typer.Option(help="How text is removed: fill or inpaint.")] = "fill",
-    min_confidence: Annotated[float, typer.Option(help="Tesseract word confidence, 0-100.")] = 85,
+    detector: Annotated[
+        str, typer.Option(help="Text detector: rapidocr, easyocr-craft or tesseract.")
+    ] = "rapidocr",
+    min_confidence: Annotated[
+        float | None, typer.Option(help="Recogniser confidence a word needs, 0-1.")
+    ] = None,
+    marks: Annotated[
+        bool, typer.Option(help="Also find non-word marks (coloured marks, frames, rulers).")
+    ] = True,
     modality: Annotated[str | None, typer.Option(help="e.g. chest x-ray.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of splits, probes and bootstraps.")] = 0,
 ) -> None:
-    """Find burned-in text (OCR), test whether it leaks the label, and whether models use it."""
+    """Find burned-in text and marks, test whether they leak the label, and whether models
+    use them."""
     from rich.table import Table
 
     from medprobe.analysis.outcome import StudyOutcome, dataset_summary
     from medprobe.analysis.rows import RunInfo, results_frame
-    from medprobe.audit import TextDetector, audit_text
+    from medprobe.audit import audit_text, create_detector
     from medprobe.datasets import open_dataset
     from medprobe.encoders import create_encoder
 
     if mask not in ("fill", "inpaint"):
         raise MedprobeError(f"--mask must be fill or inpaint; got {mask!r}")
-    if not 0 <= min_confidence <= 100:
-        raise MedprobeError("--min-confidence must be between 0 and 100")
+    settings: dict[str, Any] = {} if marks else {"marks": None}
+    if min_confidence is not None:
+        settings["min_confidence"] = min_confidence
+    found_by = create_detector(detector, **settings)  # a bad name or setting: one sentence
     dataset = open_dataset(data, modality=modality)
     encoders = [create_encoder(name) for name in model or []]
     store = writable_dir(cache or default_cache_dir(), "--cache")
     audit = audit_text(
         dataset,
         encoders,
-        detector=TextDetector(min_confidence=min_confidence),
+        detector=found_by,
         mask=mask,  # type: ignore[arg-type]
         cache=store,
         seed=seed,
         show_progress=True,
     )
-    table = Table("class", "images with text [95% CI]", title=f"burned-in text in {dataset.name}")
+    table = Table(
+        "class",
+        "images with words [95% CI]",
+        "images with marks [95% CI]",
+        title=f"burned-in text and marks in {dataset.name} ({audit.detections.detector_label})",
+    )
     for group, est in audit.prevalence.items():
-        table.add_row(group, f"{est.value:.1%} [{est.ci_low:.1%}, {est.ci_high:.1%}] of {est.n}")
+        mark = audit.mark_prevalence[group]
+        table.add_row(
+            group,
+            f"{est.value:.1%} [{est.ci_low:.1%}, {est.ci_high:.1%}] of {est.n}",
+            f"{mark.value:.1%} [{mark.ci_low:.1%}, {mark.ci_high:.1%}]",
+        )
     output.print(table)
     if not audit.tokens.empty:
         output.print("frequent words: " + ", ".join(audit.tokens.token.head(10)), markup=False)
@@ -733,7 +754,7 @@ def audit_text_command(
     verdict = "[bold red]LEAKS the label[/]" if leak.flagged_ else "no leakage detected"
     est = leak.balanced_accuracy_
     output.print(
-        f"label from OCR output alone: balanced accuracy {est.value:.3f} "
+        f"label from the detections alone: balanced accuracy {est.value:.3f} "
         f"[{est.ci_low:.3f}, {est.ci_high:.3f}] vs chance {leak.chance_:.3f}, "
         f"permutation p = {leak.p_value_:.3f}: {verdict}"
     )

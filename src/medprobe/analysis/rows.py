@@ -38,6 +38,7 @@ PARAMS: dict[str, tuple[str, str]] = {
     "prompts": ("string", "zero-shot prompt set"),
     "overlay": ("string", "text overlay drawn on the images (source@position)"),
     "mask": ("string", "how detected burned-in text was removed"),
+    "detector": ("string", "the text detector of a text audit"),
     "class": ("string", "the class a per-class row is about"),
     "precision": ("string", "numeric precision of the encoder's forward pass (fp32, bf16, fp16)"),
     "device": ("string", "device the features were computed on (cpu, cuda, cuda:1, ...)"),

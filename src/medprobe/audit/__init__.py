@@ -1,13 +1,20 @@
-"""Burned-in text audit: find text already in a dataset's images (OCR), tell whether it leaks
-the label, and whether a model's features rely on it (masking)."""
+"""Burned-in text audit: find the text and marks already in a dataset's images, tell whether
+they leak the label, and whether a model's features rely on them (masking)."""
 
-from medprobe.audit.detect import TextBox, TextDetections, TextDetector, detect_text
+from medprobe.audit.boxes import TextBox
+from medprobe.audit.detect import TextDetections, detect_text
+from medprobe.audit.detector import LearnedDetector, TextDetector
 from medprobe.audit.leakage import TextLeakage, text_prevalence, token_table
+from medprobe.audit.marks import MarkFinder
 from medprobe.audit.mask import TextMask
+from medprobe.audit.registry import DEFAULT_DETECTOR, create_detector, detector_names
 from medprobe.audit.reliance import text_reliance
 from medprobe.audit.run import TextAudit, audit_text
 
 __all__ = [
+    "DEFAULT_DETECTOR",
+    "LearnedDetector",
+    "MarkFinder",
     "TextAudit",
     "TextBox",
     "TextDetections",
@@ -15,7 +22,9 @@ __all__ = [
     "TextLeakage",
     "TextMask",
     "audit_text",
+    "create_detector",
     "detect_text",
+    "detector_names",
     "text_prevalence",
     "text_reliance",
     "token_table",

@@ -1,4 +1,5 @@
-"""Does the burned-in text give the label away? Prevalence per class and an OCR-only classifier."""
+"""Do the burned-in text and marks give the label away? Prevalence per class and a classifier
+that sees only the detections."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold, permutation_test_score
 
 from medprobe.analysis.stats import Estimate, bootstrap
-from medprobe.audit.detect import TextBox, TextDetections
+from medprobe.audit.boxes import TextBox
+from medprobe.audit.detect import TextDetections
 from medprobe.errors import MedprobeError
 
 BOX_FEATURES = (
@@ -24,6 +26,8 @@ BOX_FEATURES = (
     "mean_x",
     "mean_y",
     "mean_length",
+    "marks",
+    "mark_area",
 )
 
 
@@ -38,9 +42,10 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
 
 
-def text_prevalence(detections: TextDetections) -> dict[str, Estimate]:
-    """Fraction of images with any detected text: ``all`` and per class (Wilson 95% CI)."""
-    has = detections.has_text
+def text_prevalence(detections: TextDetections, kind: str = "word") -> dict[str, Estimate]:
+    """Fraction of images with any detected word (``kind="mark"``: any non-word mark): ``all``
+    and per class (Wilson 95% CI)."""
+    has = detections.has_text if kind == "word" else detections.has_marks
     out = {"all": wilson(int(has.sum()), len(has))}
     for k, name in enumerate(detections.class_names):
         mine = has[detections.labels == k]
@@ -80,10 +85,14 @@ def token_table(detections: TextDetections, min_images: int = 2) -> pd.DataFrame
 
 
 def box_features(boxes: list[TextBox], size: tuple[int, int]) -> list[float]:
-    """Where and how large the text is (:data:`BOX_FEATURES`), relative to the image."""
+    """Where and how large the words are, how many marks and how much of the image they
+    cover (:data:`BOX_FEATURES`), relative to the image."""
     width, height = (max(1, s) for s in size)
+    marks = [b for b in boxes if b.kind == "mark"]
+    covered = [float(len(marks)), sum(b.width * b.height for b in marks) / (width * height)]
+    boxes = [b for b in boxes if b.kind == "word"]
     if not boxes:
-        return [0.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0, 0.0]
+        return [0.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0, 0.0, *covered]
     largest = max(boxes, key=lambda b: b.height)
     centres_x = [(b.x + b.width / 2) / width for b in boxes]
     centres_y = [(b.y + b.height / 2) / height for b in boxes]
@@ -97,12 +106,13 @@ def box_features(boxes: list[TextBox], size: tuple[int, int]) -> list[float]:
         float(np.mean(centres_x)),
         float(np.mean(centres_y)),
         float(np.mean([len(b.token) for b in boxes])),
+        *covered,
     ]
 
 
 def ocr_features(detections: TextDetections, min_images: int = 2) -> tuple[np.ndarray, list[str]]:
-    """One row per image: which frequent tokens it contains (:func:`token_matrix`) and its
-    box features."""
+    """One row per image: which frequent tokens (words, and marks as ``<name>``) it contains
+    (:func:`token_matrix`) and its box features."""
     tokens, vocabulary, _ = token_matrix(detections, min_images)
     boxes = np.array(
         [box_features(b, s) for b, s in zip(detections.boxes, detections.sizes, strict=True)],
@@ -113,7 +123,7 @@ def ocr_features(detections: TextDetections, min_images: int = 2) -> tuple[np.nd
 
 
 class TextLeakage:
-    """How well can the label be predicted from the OCR output alone?
+    """How well can the label be predicted from the detections (words and marks) alone?
 
     A random forest on :func:`ocr_features` is cross-validated (stratified ``n_splits``-fold,
     repeated ``n_repeats`` times with different shuffles); each image's correctness is averaged

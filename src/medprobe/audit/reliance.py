@@ -29,10 +29,11 @@ def text_reliance(
     batch_size: int = 32,
     show_progress: bool = False,
 ) -> dict[str, Estimate]:
-    """Features of the original images vs the same images with the detected text masked.
+    """Features of the original images vs the same images with the detected words and marks
+    masked (:class:`~medprobe.audit.mask.TextMask`).
 
     - ``displacement``: original-vs-masked cosine distance over the between-class distance,
-      averaged over the images that have text (the others do not change);
+      averaged over the images that have text or marks (the others do not change);
     - ``{knn,linear}_accuracy_{original,masked}``: probes trained and tested on the original
       images, and trained and tested on the masked images (same splits); ``..._drop`` the
       paired difference on the same test images. Retraining (rather than testing an
@@ -48,9 +49,10 @@ def text_reliance(
     boot = {"n_resamples": n_resamples, "seed": seed}
     options = {"cache": cache, "batch_size": batch_size, "show_progress": show_progress}
     original = extract(encoder, dataset, **options)
-    masked = extract(encoder, dataset, overlay=TextMask(detections, mask), **options)
+    eraser = TextMask(detections, mask)
+    masked = extract(encoder, dataset, overlay=eraser, **options)
     scores: dict[str, Estimate] = {}
-    with_text = np.array([bool(detections.boxes_of(i)) for i in original.ids])
+    with_text = np.array([bool(eraser.boxes_of(i)) for i in original.ids])
     if with_text.any():
         moved = per_image_displacement(original, masked, seed)[with_text]
         labels = original.labels[with_text]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,9 @@ from medprobe.analysis.registry import AnalysisEntry, register_analysis
 from medprobe.analysis.rows import Row, RowContext
 from medprobe.analysis.stats import Estimate
 from medprobe.analysis.suite import UnitInput
-from medprobe.audit.detect import TextDetections, TextDetector, detect_text
+from medprobe.audit.boxes import TextBox
+from medprobe.audit.detect import TextDetections, detect_text
+from medprobe.audit.detector import TextDetector
 from medprobe.audit.leakage import TextLeakage, text_prevalence, token_table
 from medprobe.audit.mask import MaskMode
 from medprobe.audit.reliance import text_reliance
@@ -22,11 +25,13 @@ from medprobe.datasets.base import Dataset
 from medprobe.encoders.base import Encoder
 
 OCR = "(ocr)"  # the encoder column of dataset-level audit rows: the OCR is the "model"
+WORD_COLOUR, MARK_COLOUR = (255, 40, 40), (0, 200, 255)  # boxes drawn in the report
 
 
 @dataclass
 class TextAudit:
-    """Detections, per-class prevalence, frequent tokens, leakage and per-model reliance."""
+    """Detections, per-class prevalence of words and of marks, frequent tokens, leakage and
+    per-model reliance."""
 
     dataset: Dataset
     detections: TextDetections
@@ -34,31 +39,50 @@ class TextAudit:
     tokens: pd.DataFrame
     leakage: TextLeakage | None
     mask: MaskMode = "fill"
+    mark_prevalence: dict[str, Estimate] = field(default_factory=dict)
     reliance: dict[str, dict[str, Estimate]] = field(default_factory=dict)
     #: encoder name -> the row context of its reliance rows
     contexts: dict[str, RowContext] = field(default_factory=dict)
 
+    @property
+    def detector(self) -> str:
+        """The detector's registry name."""
+        return str(self.detections.detector.get("detector", ""))
+
     def dataset_rows(self, seed: int = 0) -> list[Row]:
-        """``text_audit`` rows: prevalence per class (params = class) and leakage."""
+        """``text_audit`` rows (params: the detector): per class (params: class) the share of
+        images with words and with marks and the number of each, then leakage."""
         context = RowContext(
             encoder=OCR,
             dataset=self.dataset.name,
             seed=seed,
             modality=self.dataset.modality,
-            encoder_revision=f"tesseract {self.detections.detector.get('tesseract', '')}",
+            encoder_revision=self.detections.detector_label,
             dataset_fingerprint=self.dataset.fingerprint(),
         )
+        params = {"detector": self.detector}
+        labels = self.detections.labels
+        names = self.detections.class_names
+        groups = {"all": np.ones(len(labels), bool)} | {n: labels == k for k, n in enumerate(names)}
+        words, marks = self.detections.counts("word"), self.detections.counts("mark")
         rows = []
-        for group, estimate in self.prevalence.items():
-            scores = {"text_prevalence": estimate}
-            rows += context.rows("text_audit", scores, params={"class": group})
+        for group, members in groups.items():
+            n = int(members.sum())
+            scores = {
+                "text_prevalence": self.prevalence[group],
+                "mark_prevalence": self.mark_prevalence.get(group),
+                "words": Estimate.exact(float(words[members].sum()), n),
+                "marks": Estimate.exact(float(marks[members].sum()), n),
+            }
+            scores = {m: e for m, e in scores.items() if e is not None}
+            rows += context.rows("text_audit", scores, params={**params, "class": group})
         if self.leakage is not None:
-            rows += context.rows("text_audit", self.leakage.scores())
+            rows += context.rows("text_audit", self.leakage.scores(), params=params)
         return rows
 
     def reliance_rows(self, encoder: str) -> list[Row]:
-        """``text_reliance`` rows of one measured encoder (params = the mask mode)."""
-        scores, params = self.reliance[encoder], {"mask": self.mask}
+        """``text_reliance`` rows of one measured encoder (params: mask mode, detector)."""
+        scores, params = self.reliance[encoder], {"mask": self.mask, "detector": self.detector}
         # displacement: images with text (all splits); probes: the test split
         moved = {m: e for m, e in scores.items() if m == "displacement"}
         probed = {m: e for m, e in scores.items() if m != "displacement"}
@@ -84,30 +108,61 @@ class TextAudit:
         return scores
 
     def examples(self, count: int = 8) -> list[tuple[Image.Image, str]]:
-        """Images with their detected words boxed, with captions: images with text first,
-        taking classes in turn, then images without text."""
+        """Images with their detections drawn (words red, marks blue; rotated boxes as found),
+        with captions: images with words or marks first, taking classes in turn, then images
+        without either."""
         position = {r.id: k for k, r in enumerate(self.dataset.records)}
-        has_text, labels = self.detections.has_text, self.detections.labels
+        found = self.detections.has_text | self.detections.has_marks
+        labels = self.detections.labels
         order: list[int] = []
         for k in range(len(self.detections.class_names)):
-            order += np.flatnonzero(has_text & (labels == k))[: count // 2].tolist()
+            order += np.flatnonzero(found & (labels == k))[: count // 2].tolist()
         order = sorted(order)[:count]
-        order += np.flatnonzero(~has_text)[: max(0, count - len(order))].tolist()
+        order += np.flatnonzero(~found)[: max(0, count - len(order))].tolist()
         examples = []
         for i in order:
             record = self.dataset.records[position[self.detections.ids[i]]]
             image = self.dataset.load_image(record).convert("RGB")
-            draw = ImageDraw.Draw(image)
-            line = max(1, round(max(image.size) / 200))
-            for box in self.detections.boxes[i]:
-                draw.rectangle(
-                    (box.x, box.y, box.x + box.width, box.y + box.height),
-                    outline=(255, 40, 40),
-                    width=line,
+            boxes = self.detections.boxes[i]
+            examples.append(
+                (
+                    draw_boxes(image, boxes),
+                    f"{self.detections.class_names[record.label]}: {caption(boxes)}",
                 )
-            words = " ".join(b.text for b in self.detections.boxes[i]) or "no text"
-            examples.append((image, f"{self.detections.class_names[record.label]}: {words}"))
+            )
         return examples
+
+
+def draw_boxes(image: Image.Image, boxes: Sequence[TextBox]) -> Image.Image:
+    """``image`` with every box outlined: words red, marks blue, rotated boxes as quads."""
+    draw = ImageDraw.Draw(image)
+    line = max(1, round(max(image.size) / 200))
+    for box in boxes:
+        colour = WORD_COLOUR if box.kind == "word" else MARK_COLOUR
+        if box.quad:
+            draw.polygon([tuple(p) for p in box.quad], outline=colour, width=line)
+        else:
+            draw.rectangle(
+                (box.x, box.y, box.x + box.width - 1, box.y + box.height - 1),
+                outline=colour,
+                width=line,
+            )
+    return image
+
+
+def caption(boxes: Sequence[TextBox]) -> str:
+    """The words read (with the orientation when not upright, "?" when unreadable) and the
+    marks found, e.g. ``"L (mirrored), DAY 6; marks: colour x2"``."""
+    words = [
+        (b.text or "?") + ("" if b.orientation == "upright" else f" ({b.orientation})")
+        for b in boxes
+        if b.kind == "word"
+    ]
+    marks = Counter(b.text for b in boxes if b.kind == "mark")
+    text = ", ".join(words) or "no text"
+    if marks:
+        text += "; marks: " + ", ".join(f"{m} x{n}" if n > 1 else m for m, n in marks.items())
+    return text
 
 
 def audit_text(
@@ -122,11 +177,19 @@ def audit_text(
     batch_size: int = 32,
     show_progress: bool = False,
 ) -> TextAudit:
-    """Audit ``dataset`` for burned-in text and, for each encoder, measure its reliance on it."""
+    """Audit ``dataset`` for burned-in text and marks (``detector``: default
+    :func:`~medprobe.audit.registry.create_detector`'s) and, for each encoder, measure its
+    reliance on them."""
     detections = detect_text(dataset, detector, cache=cache, show_progress=show_progress)
     leakage = TextLeakage(n_resamples=n_resamples, seed=seed).fit(detections)
     audit = TextAudit(
-        dataset, detections, text_prevalence(detections), token_table(detections), leakage, mask
+        dataset,
+        detections,
+        text_prevalence(detections),
+        token_table(detections),
+        leakage,
+        mask,
+        text_prevalence(detections, kind="mark"),
     )
     for encoder in encoders:
         audit.measure(
@@ -141,7 +204,7 @@ def audit_text(
 
 
 def reliance_analysis(unit: UnitInput) -> list[Row]:
-    """Features with the dataset's detected burned-in text masked vs original."""
+    """Features with the dataset's detected burned-in text and marks masked vs original."""
     audit = unit.text_audit
     if audit is None:  # the dataset's audit failed; its error row says why
         return []
@@ -153,7 +216,7 @@ register_analysis(
     AnalysisEntry(
         "text_reliance",
         "medprobe.audit.run:reliance_analysis",
-        "features with the detected burned-in text masked vs original",
+        "features with the detected burned-in text and marks masked vs original",
         trigger="text_audit",
     )
 )

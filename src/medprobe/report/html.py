@@ -224,10 +224,20 @@ def _metric_table(rows: pd.DataFrame, keys: list[str], metrics: Sequence[str]):
 
 
 def _audit_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, Any]:
-    """Burned-in text: per-class prevalence, OCR-only leakage, per-model reliance, examples."""
+    """Burned-in text and marks: per-class prevalence and counts, leakage from the detections
+    alone, per-model reliance, examples with the boxes drawn."""
     audit = results[results.analysis == "text_audit"]
-    prevalence = audit[audit.metric == "text_prevalence"]
-    leakage = audit[audit.metric != "text_prevalence"]
+    counted = audit[audit.param_class.notna()]
+    leakage = audit[audit.param_class.isna()]
+    prevalence_rows = []
+    for (dataset, group), rows in counted.groupby(["dataset", "param_class"], sort=False):
+        value = {r.metric: r for r in rows.itertuples()}
+        cells = [dataset, group, str(next(iter(value.values())).n)]
+        for metric in ("text_prevalence", "mark_prevalence"):
+            cells.append(_fmt(value[metric]) if metric in value else "-")
+        for metric in ("words", "marks"):
+            cells.append(f"{value[metric].value:.0f}" if metric in value else "-")
+        prevalence_rows.append(cells)
     leak_rows = []
     for dataset, group in leakage.groupby("dataset", sort=False):
         value = dict(zip(group.metric, group.to_dict("records"), strict=True))
@@ -243,14 +253,29 @@ def _audit_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, An
                 "LEAKS the label" if flagged else "no leakage detected",
             ]
         )
+    detectors = sorted(set(audit.encoder_revision.dropna()) - {""})
     return {
-        "prevalence": _metric_table(
-            prevalence.rename(columns={"param_class": "class"}),
-            ["dataset", "class"],
-            ["text_prevalence"],
-        ),
+        "detectors": ", ".join(detectors),
+        "prevalence": {
+            "header": [
+                "dataset",
+                "class",
+                "images",
+                "images with words [95% CI]",
+                "images with marks [95% CI]",
+                "words",
+                "marks",
+            ],
+            "body": prevalence_rows,
+        },
         "leakage": {
-            "header": ["dataset", "balanced accuracy (OCR only)", "chance", "permutation p", ""],
+            "header": [
+                "dataset",
+                "balanced accuracy (detections only)",
+                "chance",
+                "permutation p",
+                "",
+            ],
             "body": leak_rows,
         },
         "reliance": _metric_table(

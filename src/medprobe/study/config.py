@@ -17,6 +17,8 @@ from pydantic import (
 )
 
 from medprobe.analysis.registry import listed_analyses
+from medprobe.audit.detector import TextDetector
+from medprobe.audit.registry import DEFAULT_DETECTOR, create_detector
 from medprobe.datasets import source_names
 from medprobe.datasets.synthetic import synthetic_config
 from medprobe.errors import MedprobeError
@@ -116,13 +118,28 @@ class DatasetEntry(_Strict):
 
 
 class TextAuditConfig(_Strict):
-    """``text_audit:`` the burned-in text audit of every dataset (needs ``tesseract-ocr``):
-    prevalence and leakage per dataset, and (``reliance``) each model's features with the
-    detected text masked."""
+    """``text_audit:`` the burned-in text audit of every dataset: prevalence of words and marks
+    and leakage per dataset, and (``reliance``) each model's features with the detected words
+    and marks masked. ``detector`` is a registered text detector (``rapidocr``,
+    ``easyocr-craft``, ``tesseract``) and ``settings`` its fields, e.g.
+    ``{min_confidence: 0.9, marks: null}``."""
 
+    detector: str = DEFAULT_DETECTOR
+    settings: dict[str, Any] = {}
     mask: Literal["fill", "inpaint"] = "fill"
-    min_confidence: float = Field(85, ge=0, le=100)
     reliance: bool = True
+
+    @model_validator(mode="after")
+    def _detector_exists(self) -> TextAuditConfig:
+        try:
+            self.build()
+        except MedprobeError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def build(self) -> TextDetector:
+        """The configured detector (its settings validated; no model is loaded)."""
+        return create_detector(self.detector, **self.settings)
 
 
 class LinearProbeConfig(_Strict):

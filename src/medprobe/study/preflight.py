@@ -77,10 +77,8 @@ def preflight(config: StudyConfig, *, download: bool = False) -> list[str]:
     problems: list[str | None] = list(_merged(pairs))
     problems += [missing_dataset(config, d) for d in config.datasets]
     if config.text_audit is not None:
-        from medprobe.audit.ocr import tesseract_version
-
         try:
-            tesseract_version()
+            config.text_audit.build().versions()  # is the detector and its weights installed?
         except MedprobeError as exc:
             problems.append(str(exc))
     return [p for p in problems if p]

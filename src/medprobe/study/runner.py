@@ -23,7 +23,7 @@ from medprobe.analysis.registry import AnalysisEntry, analyses, listed_analyses
 from medprobe.analysis.rows import Row, RowContext, RunInfo, results_frame
 from medprobe.analysis.stats import stratified_subsample
 from medprobe.analysis.suite import DatasetInput, UnitInput
-from medprobe.audit import TextAudit, TextDetector, audit_text
+from medprobe.audit import TextAudit, audit_text
 from medprobe.audit.run import OCR
 from medprobe.datasets import Dataset, open_source
 from medprobe.encoders import computes_in, create_encoder
@@ -236,7 +236,7 @@ def _text_audits(
         try:
             audit = audit_text(
                 dataset,
-                detector=TextDetector(min_confidence=config.min_confidence),
+                detector=config.build(),
                 mask=config.mask,
                 cache=plan.store,
                 seed=plan.seed,
