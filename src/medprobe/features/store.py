@@ -48,8 +48,11 @@ FORMAT_VERSION = 2
 STORE_MARKER = ".medprobe-store"
 ENTRY_MARKER = ".medprobe-entry"
 _KEY = re.compile(r"^[0-9a-f]{24}$")
-#: What may sit in a store's root besides entries (older stores had no marker).
-_ROOT_ITEM = re.compile(r"^([0-9a-f]{2}|\.medprobe-store|\.[0-9a-f]{2}.*\.tmp)$")
+#: What may sit in a store's root besides entries (older stores had no marker): medprobe's
+#: other caches (text detections, text embeddings, numba's compiled UMAP) share the folder.
+_ROOT_ITEM = re.compile(
+    r"^([0-9a-f]{2}|\.medprobe-store|\.[0-9a-f]{2}.*\.tmp|text-audit|text|numba)$"
+)
 #: Files an entry owns (the only ones a reset deletes).
 _OWNED = re.compile(r"^(manifest\.json|features\.npy|index\.npz|part-\d+\.npz|\..*\.tmp)$")
 
