@@ -201,11 +201,25 @@ def report_command(out: Annotated[Path, typer.Argument(help="A study output fold
 def compare_command(
     out: Annotated[Path, typer.Argument(help="A study output folder.")],
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    text: Annotated[
+        bool,
+        typer.Option(
+            "--text", help="The text side instead: prompts, expert vs lay names, text share."
+        ),
+    ] = False,
 ) -> None:
     """Rank models by linear-probe balanced accuracy (95% CI); paired tests; medical vs general."""
     from rich.table import Table
 
     from medprobe.study.compare import compare
+
+    if text:
+        from medprobe.study.text_compare import compare_text, text_tables
+
+        for comparison in compare_text(out, n_resamples=positive(resamples, "--resamples")):
+            for table in text_tables(comparison):
+                output.print(table)
+        return
 
     for comparison in compare(out, n_resamples=positive(resamples, "--resamples")):
         table = Table(

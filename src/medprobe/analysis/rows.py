@@ -38,6 +38,10 @@ PARAMS: dict[str, tuple[str, str]] = {
     "overlay": ("string", "text overlay drawn on the images (source@position)"),
     "mask": ("string", "how detected burned-in text was removed"),
     "class": ("string", "the class a per-class row is about"),
+    "template": ("string", "zero-shot prompt template ({} = class name), or ensemble"),
+    "class_names": ("string", "names filling the templates: given, expert, lay, synonym N"),
+    "terms": ("string", "expert or lay class names, or their difference (expert - lay)"),
+    "spread": ("string", "what a spread row varies: templates or class_names"),
 }
 #: Choices a fitted analysis made, as ``selected_<name>`` columns.
 SELECTED: dict[str, tuple[str, str]] = {

@@ -9,6 +9,7 @@ import numpy as np
 
 from medprobe.analysis.base import Analyser, analyser
 from medprobe.analysis.probes import classification_scores
+from medprobe.datasets.prompts import fill
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
@@ -27,7 +28,7 @@ def class_text_embeddings(
     """``[K, D]``: per class, the mean of its L2-normalised prompt embeddings, re-normalised."""
     rows = []
     for name in class_names:
-        texts = [t.format(name) for t in templates]
+        texts = [fill(t, name) for t in templates]
         rows.append(unit_rows(encoder.encode_texts(texts)).mean(axis=0))
     return unit_rows(np.stack(rows))
 

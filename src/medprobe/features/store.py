@@ -48,8 +48,9 @@ FORMAT_VERSION = 2
 STORE_MARKER = ".medprobe-store"
 ENTRY_MARKER = ".medprobe-entry"
 _KEY = re.compile(r"^[0-9a-f]{24}$")
-#: What may sit in a store's root besides entries (older stores had no marker).
-_ROOT_ITEM = re.compile(r"^([0-9a-f]{2}|\.medprobe-store|\.[0-9a-f]{2}.*\.tmp)$")
+#: What may sit in a store's root besides entries (older stores had no marker); ``text``
+#: holds cached text embeddings (:mod:`medprobe.features.text_store`).
+_ROOT_ITEM = re.compile(r"^([0-9a-f]{2}|text|\.medprobe-store|\.[0-9a-f]{2}.*\.tmp)$")
 #: Files an entry owns (the only ones a reset deletes).
 _OWNED = re.compile(r"^(manifest\.json|features\.npy|index\.npz|part-\d+\.npz|\..*\.tmp)$")
 
