@@ -247,6 +247,15 @@ def compare_command(
     out: Annotated[Path, typer.Argument(help="A study output folder.")],
     permutations: Annotated[int, typer.Option(help="Sign-flip permutations of the tests.")] = 9999,
     as_json: Annotated[bool, typer.Option("--json", help="Print compare.json instead.")] = False,
+    resamples: Annotated[
+        int, typer.Option(help="Bootstrap resamples of the text-side intervals (--text).")
+    ] = 2000,
+    text: Annotated[
+        bool,
+        typer.Option(
+            "--text", help="The text side instead: prompts, expert vs lay names, text share."
+        ),
+    ] = False,
 ) -> None:
     """Rank models by linear-probe balanced accuracy (95% CI); paired permutation tests of every
     pair and of medical vs general (one Holm family). Writes compare.json and compare.csv."""
@@ -255,6 +264,14 @@ def compare_command(
     from rich.table import Table
 
     from medprobe.study.compare import compare, comparison_json, write_comparison
+
+    if text:
+        from medprobe.study.text_compare import compare_text, text_tables
+
+        for comparison in compare_text(out, n_resamples=positive(resamples, "--resamples")):
+            for table in text_tables(comparison):
+                output.print(table)
+        return
 
     comparisons = compare(out, n_permutations=positive(permutations, "--permutations"))
     paths = write_comparison(comparisons, out)

@@ -34,6 +34,14 @@ class Analyser(BaseEstimator):
 
 
 @dataclass(kw_only=True, repr=False, eq=False)
+class BootstrapAnalyser(Analyser):
+    """An analyser whose intervals come from ``n_resamples`` stratified bootstrap resamples
+    (statistics that are not means of per-image scores, such as spreads over prompts)."""
+
+    n_resamples: int = 1000
+
+
+@dataclass(kw_only=True, repr=False, eq=False)
 class SubsampledAnalyser(Analyser):
     """An analyser whose quadratic measures work on at most ``max_samples`` images (a
     stratified, seeded subsample; ``subsampled_`` says whether it was smaller than the data,

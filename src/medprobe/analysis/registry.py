@@ -75,6 +75,7 @@ def listed_analyses() -> tuple[str, ...]:
 
 
 _SUITE = "medprobe.analysis.suite"
+_TEXT = "medprobe.analysis.text_side"
 for _entry in (
     AnalysisEntry(
         "data", f"{_SUITE}:data_counts", "images in the dataset, used, skipped", trigger="always"
@@ -108,5 +109,22 @@ for _entry in (
         scope="dataset",
     ),
     AnalysisEntry("overlay", f"{_SUITE}:overlay", "text-overlay bias probe", trigger="overlays"),
+    # The text side: vision-only encoders get a "no text tower" row from each (so not
+    # needs_text, which would skip them silently).
+    AnalysisEntry(
+        "prompt_sensitivity",
+        f"{_TEXT}:prompt_sensitivity",
+        "zero-shot balanced accuracy per prompt template and class-name variant, with spreads",
+    ),
+    AnalysisEntry(
+        "terminology",
+        f"{_TEXT}:terminology",
+        "zero-shot with expert vs lay class names, paired difference",
+    ),
+    AnalysisEntry(
+        "text_share",
+        f"{_TEXT}:text_share",
+        "text-addressable share (zero-shot vs linear probe above chance), class-text geometry",
+    ),
 ):
     register_analysis(_entry)

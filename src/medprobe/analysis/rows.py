@@ -44,6 +44,10 @@ PARAMS: dict[str, tuple[str, str]] = {
     "device": ("string", "device the features were computed on (cpu, cuda, cuda:1, ...)"),
     "protocol": ("string", "linear-probe protocol (medprobe or clip_benchmark)"),
     "max_samples": ("Int64", "images in the stratified subsample a quadratic measure ran on"),
+    "template": ("string", "zero-shot prompt template ({} = class name), or ensemble"),
+    "class_names": ("string", "names filling the templates: given, expert, lay, synonym N"),
+    "terms": ("string", "expert or lay class names, or their difference (expert - lay)"),
+    "spread": ("string", "what a spread row varies: templates or class_names"),
 }
 #: Choices a fitted analysis made, as ``selected_<name>`` columns.
 SELECTED: dict[str, tuple[str, str]] = {

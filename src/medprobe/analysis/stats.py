@@ -460,6 +460,34 @@ def paired_difference(
     return PairedDifference(est.value, est.ci_low, est.ci_high, float(p), n)
 
 
+def paired_bootstrap(
+    statistic_a: Callable[[np.ndarray], np.ndarray],
+    statistic_b: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedDifference:
+    """Paired stratified bootstrap of ``A - B`` for statistics that are not means of per-image
+    scores (AUROC, a spread over prompts): both sides see the same resampled images.
+
+    ``statistic_*`` map index sets ``[B, n]`` to ``B`` values. The p-value is the bootstrap
+    estimate of P(difference has the other sign), doubled (the test that inverts the
+    percentile interval), floored at 1 / (n_resamples + 1).
+    """
+    n = len(labels)
+    identity = np.arange(n)[None, :]
+    observed = float(statistic_a(identity)[0] - statistic_b(identity)[0])
+    idx = stratified_resamples(labels, n_resamples, seed)
+    diffs = statistic_a(idx) - statistic_b(idx)
+    est = contained(observed, *percentile_interval(diffs, confidence), n)
+    finite = diffs[np.isfinite(diffs)]
+    tail = min(np.mean(finite <= 0), np.mean(finite >= 0)) if len(finite) else 1.0
+    p_value = float(min(1.0, max(2 * tail, 1 / (n_resamples + 1))))
+    return PairedDifference(est.value, est.ci_low, est.ci_high, p_value, n)
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down; controls the family-wise error rate)."""
     order = np.argsort(p_values)

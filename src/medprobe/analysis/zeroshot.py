@@ -9,8 +9,10 @@ import numpy as np
 
 from medprobe.analysis.base import Analyser, analyser
 from medprobe.analysis.scores import classification_scores
+from medprobe.datasets.prompts import fill
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
+from medprobe.features.text_store import TextEmbeddings
 
 if TYPE_CHECKING:
     from medprobe.encoders.base import Encoder
@@ -24,11 +26,12 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 def class_text_embeddings(
     encoder: Encoder, class_names: Sequence[str], templates: Sequence[str]
 ) -> np.ndarray:
-    """``[K, D]``: per class, the mean of its L2-normalised prompt embeddings, re-normalised."""
+    """``[K, D]``: per class, the mean of its L2-normalised prompt embeddings, re-normalised
+    (each prompt encoded once per process: the text-side analyses share the embeddings)."""
     rows = []
     for name in class_names:
-        texts = [t.format(name) for t in templates]
-        rows.append(unit_rows(encoder.encode_texts(texts)).mean(axis=0))
+        texts = [fill(t, name) for t in templates]
+        rows.append(unit_rows(TextEmbeddings().encode(encoder, texts)).mean(axis=0))
     return unit_rows(np.stack(rows))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from medprobe.datasets.vocabulary import ClassTerms, TermsOverride, checked_overrides, class_terms
 from medprobe.fingerprint import fingerprint
 
 SPLITS = ("train", "val", "test")
@@ -46,7 +47,8 @@ class Dataset(ABC):
     images: it changes whenever any image changes). ``rejected`` lists inputs left out while
     building the dataset, with reasons; ``group_column`` names the column whose values group
     images (a patient or lesion id): splits keep a group on one side and intervals resample
-    groups.
+    groups. ``vocabulary`` overrides or extends the bundled expert / lay names of its classes
+    (class name -> ``{expert:, lay:, synonyms:}``; see :mod:`medprobe.datasets.vocabulary`).
 
     A dataset describes its files as they were when it was opened (fingerprints are computed
     once): open it again to see changed files.
@@ -62,6 +64,7 @@ class Dataset(ABC):
         *,
         group_column: str | None = None,
         rejected: Sequence[SkippedRecord] = (),
+        vocabulary: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.modality = modality
@@ -70,6 +73,21 @@ class Dataset(ABC):
         self.prompts = list(prompts)
         self.group_column = group_column
         self.rejected = list(rejected)
+        self.vocabulary = vocabulary
+
+    @property
+    def vocabulary(self) -> dict[str, TermsOverride]:
+        """The user's expert / lay names per class (validated: each names a class)."""
+        return self._vocabulary
+
+    @vocabulary.setter
+    def vocabulary(self, overrides: Mapping[str, Any] | None) -> None:
+        self._vocabulary = checked_overrides(self.class_names, overrides)
+
+    def class_terms(self) -> dict[str, ClassTerms]:
+        """Every class's expert and lay names and synonyms: the bundled vocabulary of the
+        dataset's modality with :attr:`vocabulary` applied."""
+        return class_terms(self.modality, self.class_names, self._vocabulary)
 
     @abstractmethod
     def load_image(self, record: Record, reduce_to: int | None = None) -> Image.Image:

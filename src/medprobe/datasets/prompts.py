@@ -47,6 +47,8 @@ MODALITY_PROMPTS: dict[str, tuple[str, ...]] = {
     ),
 }
 GENERIC_PROMPTS: tuple[str, ...] = ("a medical image of {}.", "an image showing {}.")
+#: Modality-free phrasings that prompt-sensitivity measures besides a dataset's own templates.
+NEUTRAL_PROMPTS: tuple[str, ...] = ("{}.", "a photo of {}.", *GENERIC_PROMPTS)
 
 _ALIASES = {
     "ultrasound": "breast ultrasound",
@@ -67,6 +69,12 @@ def canonical_modality(modality: str) -> str:
     agree whatever the source called it. Unknown modalities are kept (lower-cased)."""
     key = " ".join(modality.strip().lower().replace("_", " ").split())
     return _ALIASES.get(key, key)
+
+
+def fill(template: str, name: str) -> str:
+    """``template`` with every ``{}`` replaced by ``name`` (a template may name the class more
+    than once; no other brace is interpreted, unlike ``str.format``)."""
+    return template.replace("{}", name)
 
 
 def prompts_for(modality: str, override: Sequence[str] | None = None) -> list[str]:

@@ -109,9 +109,24 @@ def _synthetic(value: dict[str, Any], *, name: str | None = None) -> Dataset:
     )
 
 
-def open_source(kind: str, value: Any, *, seed: int = 0, **options: Any) -> Dataset:
+def open_source(
+    kind: str,
+    value: Any,
+    *,
+    seed: int = 0,
+    vocabulary: dict[str, Any] | None = None,
+    **options: Any,
+) -> Dataset:
     """The dataset of source ``kind``; ``seed`` draws generated splits where the source has
-    none of its own; options left as None are not passed."""
+    none of its own; options left as None are not passed. ``vocabulary`` (class name ->
+    expert / lay names) applies to every kind of source."""
+    dataset = _open(kind, value, seed, options)
+    if vocabulary:
+        dataset.vocabulary = vocabulary
+    return dataset
+
+
+def _open(kind: str, value: Any, seed: int, options: dict[str, Any]) -> Dataset:
     if kind not in _SOURCES:
         raise MedprobeError(
             f"unknown dataset source {kind!r}; known sources: {', '.join(_SOURCES)}"

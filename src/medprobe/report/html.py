@@ -24,7 +24,11 @@ from plotly.offline import get_plotlyjs
 from medprobe._version import __version__
 from medprobe.analysis.outcome import StudyOutcome
 from medprobe.atomic import atomic_write
-from medprobe.report.figures import interactive_metric_bars
+from medprobe.report.figures import (
+    interactive_metric_bars,
+    interval_points_figure,
+    prompt_spread_figure,
+)
 from medprobe.report.paper_figures import write_figures
 from medprobe.report.selection import (
     KEY_METRICS,
@@ -34,7 +38,7 @@ from medprobe.report.selection import (
     settings,
     title,
 )
-from medprobe.report.style import DOMAIN_LEGEND, class_counts, model_styles
+from medprobe.report.style import DOMAIN_LEGEND, chance_level, class_counts, model_styles
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("medprobe.report", "templates"),
@@ -287,6 +291,111 @@ def _audit_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, An
     }
 
 
+TEXT_ANALYSES = ("prompt_sensitivity", "terminology", "text_share")
+#: metrics of rows that say why a text-side analysis does not apply
+TEXT_SKIPS = ("no_text_tower", "no_terms")
+SHARE_METRICS = (
+    "text_share",
+    "zero_shot_above_chance",
+    "linear_probe_above_chance",
+    "min_class_text_distance",
+    "cosine_margin",
+)
+
+
+def _text_side_section(results: pd.DataFrame, n_classes: dict[str, int]) -> dict[str, Any]:
+    """Prompt sensitivity (spread per model), expert vs lay names (paired differences) and the
+    text-addressable share, each with 95% CIs; the models they do not apply to, and why."""
+    rows = results[results.analysis.isin(TEXT_ANALYSES)]
+    skips = rows[rows.metric.isin(TEXT_SKIPS)]
+    rows = rows[~rows.metric.isin(TEXT_SKIPS)]
+    prompts = rows[rows.analysis == "prompt_sensitivity"]
+    cells = prompts[
+        (prompts.metric == "balanced_accuracy") & (prompts.param_template != "ensemble")
+    ]
+    given = prompts[
+        (prompts.metric == "balanced_accuracy")
+        & (prompts.param_template == "ensemble")
+        & (prompts.param_class_names == "given")
+    ]
+    spread_charts = [
+        _figure_html(
+            prompt_spread_figure(
+                group,
+                given[given.dataset == dataset],
+                f"{dataset}: zero-shot balanced accuracy per template and class names "
+                f"(95% CI of the ensemble; dashed: chance; {DOMAIN_LEGEND})",
+                chance_level("balanced_accuracy", n_classes.get(dataset)),
+            )
+        )
+        for dataset, group in cells[cells.value.notna()].groupby("dataset", sort=False)
+    ]
+    spread = prompts[prompts.param_spread == "templates"].rename(
+        columns={"param_class_names": "class names"}
+    )
+    terms = rows[rows.analysis == "terminology"]
+    terms = terms.assign(
+        metric=terms.param_terms.where(terms.metric != "p_value", "paired bootstrap p")
+    )
+    differences = terms[terms.metric == "expert - lay"]
+    term_charts = [
+        _figure_html(
+            interval_points_figure(
+                group,
+                f"{dataset}: expert minus lay class names (paired, 95% CI)",
+                "zero-shot balanced accuracy difference",
+            )
+        )
+        for dataset, group in differences[differences.value.notna()].groupby("dataset", sort=False)
+    ]
+    share = rows[(rows.analysis == "text_share") & (rows.param_class == "")]
+    share_charts = [
+        _figure_html(
+            interval_points_figure(
+                group,
+                f"{dataset}: text-addressable share (95% CI; 0 = none, 1 = all the probe reads)",
+                "(zero-shot - chance) / (linear probe - chance)",
+                references=(0.0, 1.0),
+            )
+        )
+        for dataset, group in share[(share.metric == "text_share") & share.value.notna()].groupby(
+            "dataset", sort=False
+        )
+    ]
+    per_class = rows[(rows.analysis == "text_share") & (rows.param_class != "")]
+    return {
+        "spread": _metric_table(
+            spread,
+            ["dataset", "encoder", "domain", "class names"],
+            [
+                "balanced_accuracy_mean",
+                "balanced_accuracy_sd",
+                "balanced_accuracy_min",
+                "balanced_accuracy_max",
+            ],
+        ),
+        "spread_charts": spread_charts,
+        "terminology": _metric_table(
+            terms,
+            ["dataset", "encoder", "domain"],
+            ["expert", "lay", "expert - lay", "paired bootstrap p"],
+        ),
+        "terminology_charts": term_charts,
+        "share": _metric_table(
+            share.rename(columns={"param_class_names": "class names"}),
+            ["dataset", "encoder", "domain", "class names"],
+            SHARE_METRICS,
+        ),
+        "share_charts": share_charts,
+        "margins": _metric_table(
+            per_class.rename(columns={"param_class": "class"}),
+            ["dataset", "encoder", "domain", "class"],
+            ["cosine_margin"],
+        ),
+        "skipped": skips[["encoder", "dataset", "analysis", "error"]].to_dict("records"),
+    }
+
+
 def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = None) -> str:
     """The report as one HTML string."""
     results = displayable(outcome.results)
@@ -331,6 +440,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         provenance=provenance,
         overlay=_overlay_section(outcome, results),
         audit=_audit_section(outcome, results),
+        text_side=_text_side_section(results, class_counts(outcome.datasets)),
     )
 
 

@@ -70,7 +70,7 @@ class Comparison:
 def _load_predictions(out: Path) -> dict[str, dict[str, Unit]]:
     found: dict[str, dict[str, Unit]] = {}
     for unit in UnitStore(out).all():
-        if unit.predictions:
+        if "ids" in unit.predictions:  # linear-probe predictions (not only text-side ones)
             found.setdefault(unit.dataset, {})[unit.encoder] = unit
     return found
 

@@ -21,6 +21,7 @@ from medprobe.audit.detector import TextDetector
 from medprobe.audit.registry import DEFAULT_DETECTOR, create_detector
 from medprobe.datasets import source_names
 from medprobe.datasets.synthetic import synthetic_config
+from medprobe.datasets.vocabulary import TermsOverride
 from medprobe.errors import MedprobeError
 from medprobe.overlay.spec import OverlaySpec
 
@@ -75,6 +76,9 @@ class DatasetEntry(_Strict):
     fingerprint: Literal["stat", "content"] | None = Field(
         None, description="how images are identified: stat (path, size, mtime) or content"
     )
+    vocabulary: dict[str, TermsOverride] | None = Field(
+        None, description="class name -> {expert:, lay:, synonyms:} (over the bundled names)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetEntry:
@@ -114,6 +118,11 @@ class DatasetEntry(_Strict):
             "mode": self.mode,
             "group_column": self.group_column,
             "fingerprint_mode": self.fingerprint,
+            "vocabulary": (
+                {k: v.model_dump(exclude_none=True) for k, v in self.vocabulary.items()}
+                if self.vocabulary
+                else None
+            ),
         }
 
 

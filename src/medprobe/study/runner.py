@@ -115,6 +115,7 @@ class Plan:
             encoder.identity(),
             dataset.fingerprint(),
             [dataset.name, dataset.modality, dataset.prompts, dataset.unit],
+            {name: terms.describe() for name, terms in dataset.class_terms().items()},
             list(self.analyses),
             list(self.embeddings),
             self.seed,
