@@ -12,6 +12,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="medprobe-test-hf-")
 os.environ.pop("HF_HUB_CACHE", None)
+# Under pytest-xdist every worker is one process per core: one BLAS/torch thread each, or the
+# workers' thread pools fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
 
 import pytest
 
