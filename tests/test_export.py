@@ -10,7 +10,6 @@ import math
 import os
 import random
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -318,7 +317,10 @@ def test_fiftyone_loads_the_export(study, fiftyone_export):
     np.testing.assert_allclose(loaded["first"]["emb_pixels"], first["emb_pixels"])
 
 
-@pytest.mark.skipif(not HAS_MLFLOW, reason='mlflow is not installed (pip install "medprobe[mlflow]")')
+NO_MLFLOW = 'mlflow is not installed (pip install "medprobe[mlflow]")'
+
+
+@pytest.mark.skipif(not HAS_MLFLOW, reason=NO_MLFLOW)
 def test_mlflow_run_has_params_metrics_and_artifacts(study, tmp_path):
     from mlflow import MlflowClient
 
@@ -351,6 +353,17 @@ def test_export_errors_are_one_line(study, tmp_path, capsys):
     assert "is not a finished study run folder" in capsys.readouterr().err
     assert main(["export", str(study["out"]), str(tmp_path / "x"), "--to", "tensorflow"]) == 2
     assert "--to must be one of projector, fiftyone" in capsys.readouterr().err
-    assert main(["export", str(study["out"]), str(tmp_path / "x"), "--to", "projector",
-                 "--max-points", "0"]) == 2  # fmt: skip
+    zero = ["--to", "projector", "--max-points", "0"]
+    assert main(["export", str(study["out"]), str(tmp_path / "x"), *zero]) == 2
     assert "--max-points must be a positive number" in capsys.readouterr().err
+
+
+def test_export_names_a_missing_feature_store(study, tmp_path, capsys):
+    moved = tmp_path / "run"
+    moved.mkdir()
+    (moved / "results.parquet").write_bytes((study["out"] / "results.parquet").read_bytes())
+    recorded = json.loads((study["out"] / "run.json").read_text())
+    recorded["config"]["cache"] = str(tmp_path / "gone")
+    (moved / "run.json").write_text(json.dumps(recorded))
+    assert main(["export", str(moved), str(tmp_path / "x"), "--to", "fiftyone"]) == 2
+    assert f"feature store {tmp_path / 'gone'} does not exist" in capsys.readouterr().err
