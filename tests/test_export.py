@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -367,3 +368,16 @@ def test_export_names_a_missing_feature_store(study, tmp_path, capsys):
     (moved / "run.json").write_text(json.dumps(recorded))
     assert main(["export", str(moved), str(tmp_path / "x"), "--to", "fiftyone"]) == 2
     assert f"feature store {tmp_path / 'gone'} does not exist" in capsys.readouterr().err
+
+
+def test_export_finds_moved_data_and_refuses_changed_data(study, tmp_path, capsys):
+    moved = tmp_path / "data"
+    shutil.copytree(study["tmp"] / "images", moved / "images")  # copy2 keeps the mtimes
+    shutil.copy2(study["tmp"] / "manifest.csv", moved / "manifest.csv")
+    target = tmp_path / "projector"
+    args = ["export", str(study["out"]), str(target), "--to", "projector", "--data-root"]
+    assert main([*args, str(moved)]) == 0
+    assert (target / "cases" / "sprite.png").is_file()
+    Image.new("RGB", (20, 20), (0, 0, 0)).save(moved / "images" / "case 0.png")
+    assert main([*args, str(moved)]) == 2
+    assert "dataset 'cases' changed since the study ran" in capsys.readouterr().err

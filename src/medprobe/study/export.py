@@ -102,10 +102,9 @@ class ExportedDataset:
 
 
 def subsample(records: Sequence[Record], limit: int | None, seed: int) -> list[Record]:
-    """At most ``limit`` records (all with ``None``), stratified by class and seeded; each
-    record is chosen by a hash of (seed, id), so the choice does not depend on the order or on
-    the other images. Classes rounded up past ``limit`` give back their last pick, largest
-    class first."""
+    """At most ``limit`` records (all with ``None``), stratified by class and seeded; within a
+    class, records are chosen by a hash of (seed, id), so the choice does not depend on their
+    order. Classes rounded up past ``limit`` give back their last pick, largest class first."""
     if limit is None or len(records) <= limit:
         return list(records)
     chosen = stratified_sample(records, limit, seed)
@@ -128,16 +127,33 @@ def _run_json(run: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def feature_keys(run: Path) -> dict[str, dict[str, tuple[str, str]]]:
-    """dataset -> encoder -> (feature-store key, domain) of the final-layer features the run
-    measured, in the order the results table lists them."""
-    results = read_results(run / "results.parquet")
+def feature_keys(results: pd.DataFrame) -> dict[str, dict[str, tuple[str, str]]]:
+    """dataset -> encoder -> (feature-store key, domain) of the final-layer features a results
+    table measured, in the order it lists them."""
     rows = results[(results.layer == "final") & results.feature_key.notna()]
     found: dict[str, dict[str, tuple[str, str]]] = {}
     for r in rows.drop_duplicates(["dataset", "encoder"]).itertuples():
         domain = "" if pd.isna(r.domain) else str(r.domain)
         found.setdefault(str(r.dataset), {})[str(r.encoder)] = (str(r.feature_key), domain)
     return found
+
+
+def _reopened(datasets: dict[str, Dataset], name: str, results: pd.DataFrame) -> Dataset:
+    """The study's dataset ``name`` as it is now, if it is still what the run measured (its
+    labels, splits and groups describe the stored features only then)."""
+    if name not in datasets:
+        raise MedprobeError(
+            f"dataset {name!r} of the study cannot be opened again (see above); "
+            "give --data-root if its files moved"
+        )
+    dataset = datasets[name]
+    measured = set(results.dataset_fingerprint[results.dataset == name].dropna())
+    if measured and dataset.fingerprint() not in measured:
+        raise MedprobeError(
+            f"dataset {name!r} changed since the study ran (its images, labels or splits "
+            "differ); rerun `medprobe run` and export again"
+        )
+    return dataset
 
 
 def _load(store: FeatureStore, key: str, encoder: str, dataset: str) -> tuple[np.ndarray, list]:
@@ -166,7 +182,8 @@ def study_embeddings(
     config = StudyConfig.model_validate(recorded["config"])
     if data_root is not None:
         config = config.model_copy(update={"base_dir": str(data_root.expanduser())})
-    keys = feature_keys(run)
+    results = read_results(run / "results.parquet")
+    keys = feature_keys(results)
     if not keys:
         raise MedprobeError(f"{run} has no model/dataset pair with features to export")
     store_root = Path(config.cache).expanduser() if config.cache else default_cache_dir()
@@ -179,12 +196,7 @@ def study_embeddings(
     datasets, _ = open_datasets(config)
     exported = []
     for name, by_encoder in keys.items():
-        if name not in datasets:
-            raise MedprobeError(
-                f"dataset {name!r} of the study cannot be opened again (see above); "
-                "give --data-root if its files moved"
-            )
-        dataset = datasets[name]
+        dataset = _reopened(datasets, name, results)
         loaded = {e: _load(store, key, e, name) for e, (key, _) in by_encoder.items()}
         common = set.intersection(*(set(ids) for _, ids in loaded.values()))
         records = [r for r in dataset.records if r.id in common]
