@@ -123,7 +123,9 @@ class MlflowConfig(_Strict):
     artifacts."""
 
     tracking_uri: str | None = Field(
-        None, description="e.g. sqlite:///mlflow.db or http://host:5000 (default: MLflow's)"
+        None,
+        description="e.g. sqlite:///mlflow.db or http://host:5000 (default: MLflow's, "
+        "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the current folder)",
     )
     experiment: str | None = Field(None, description="default: the study's name")
     run_name: str | None = Field(None, description="default: the study's name")
