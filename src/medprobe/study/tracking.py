@@ -9,6 +9,7 @@ study file's ``mlflow:`` key or ``medprobe run --mlflow URI``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -16,6 +17,8 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from medprobe._version import __version__
 from medprobe.analysis.rows import read_results
@@ -60,9 +63,8 @@ def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return params
 
 
-def key_metrics(run: Path) -> dict[str, float]:
-    """The key metrics of a study run folder: value and CI bounds per model x dataset."""
-    results = read_results(run / "results.parquet")
+def key_metrics(results: pd.DataFrame) -> dict[str, float]:
+    """The key metrics of a results table: value and CI bounds per model x dataset."""
     results = results[results.layer == "final"]
     metrics: dict[str, float] = {}
     for analysis, metric, params in KEY_METRICS:
@@ -92,12 +94,13 @@ def log_study(run: Path, settings: MlflowConfig) -> str:
         tags.update({f"medprobe.{c}": str(results[c].iloc[0]) for c in ("run_id", "started_at")})
     pairs = recorded.get("pairs", {})
     metrics = {
-        **key_metrics(run),
+        **key_metrics(results),
         **{f"pairs/{k}": float(v) for k, v in pairs.items() if isinstance(v, int | float)},
     }
     now = int(time.time() * 1000)
     client = mlflow.MlflowClient(settings.tracking_uri)
     experiment_name = settings.experiment or config["name"]
+    run_id = None
     try:
         experiment = client.get_experiment_by_name(experiment_name)
         experiment_id = (
@@ -120,8 +123,10 @@ def log_study(run: Path, settings: MlflowConfig) -> str:
             if (run / name).is_file():
                 client.log_artifact(run_id, str(run / name))
         client.set_terminated(run_id)
-    except MlflowException as exc:
-        raise MedprobeError(
-            f"MLflow logging to {client.tracking_uri} failed: {exc.message}"
-        ) from None
+    except (MlflowException, OSError) as exc:
+        if run_id is not None:  # not left "running" in the MLflow UI
+            with contextlib.suppress(MlflowException, OSError):
+                client.set_terminated(run_id, "FAILED")
+        message = exc.message if isinstance(exc, MlflowException) else str(exc)
+        raise MedprobeError(f"MLflow logging to {client.tracking_uri} failed: {message}") from None
     return run_id
