@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,9 @@ from medprobe.errors import MedprobeError
 from medprobe.names import printable
 from medprobe.paths import default_cache_dir
 from medprobe.progress import Stages, collected_warnings, console, output
+
+if TYPE_CHECKING:
+    from medprobe.study.config import MlflowConfig
 
 app = typer.Typer(
     name="medprobe",
@@ -160,13 +163,21 @@ def run_command(
         list[str] | None,
         typer.Option(help="MODEL=COMMIT: pin MODEL's hub revision (repeatable)."),
     ] = None,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            help="Log params, key metrics and report to this MLflow tracking URI "
+            "(e.g. sqlite:///mlflow.db); the study file's mlflow: key does the same."
+        ),
+    ] = None,
 ) -> None:
     """Run a whole study (models x datasets x analyses); rerun to resume.
 
     Exit code 0 when at least one model/dataset pair succeeded, 1 when none did (or, with
-    --strict, when anything failed), 2 when the study cannot start.
+    --strict, when anything failed, or when MLflow logging failed), 2 when the study cannot
+    start.
     """
-    from medprobe.study.config import load_config
+    from medprobe.study.config import MlflowConfig, load_config
     from medprobe.study.preflight import preflight
 
     config = load_config(study)
@@ -177,6 +188,15 @@ def run_command(
         trust_remote_code=trust_remote_code or [],
         revisions=_pairs(revision, "--revision", "MODEL") or {},
     )
+    if mlflow is not None:
+        settings = config.mlflow or MlflowConfig()
+        config = config.model_copy(
+            update={"mlflow": settings.model_copy(update={"tracking_uri": mlflow})}
+        )
+    if config.mlflow is not None:
+        from medprobe.study.tracking import require_mlflow
+
+        require_mlflow()  # before the study, not after hours of it
     missing = preflight(config, download=download)
     if missing:
         console.print(
@@ -214,7 +234,8 @@ def run_command(
     output.print(f"done in {time.perf_counter() - started:.1f} s: {stages.summary()}")
     if outcome.warnings:
         output.print(f"{len(outcome.warnings)} library warning(s) were logged to run.json")
-    if pairs["succeeded"] == 0 or (strict and errors):
+    logged = _log_to_mlflow(out, config.mlflow) if config.mlflow is not None else True
+    if pairs["succeeded"] == 0 or (strict and errors) or not logged:
         raise typer.Exit(1)
 
 
@@ -229,6 +250,19 @@ def init_command(
 
     target = copy_bundled(study, writable_dir(folder, "FOLDER"), force=force)
     output.print(f"wrote {target}; edit it, then: medprobe run {target} --out runs/{study}")
+
+
+def _log_to_mlflow(out: Path, settings: MlflowConfig) -> bool:
+    """Log the finished study to MLflow; a failure is one line (the results stay in ``out``)."""
+    from medprobe.study.tracking import log_study
+
+    try:
+        run_id = log_study(out, settings)
+    except MedprobeError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return False
+    output.print(f"logged to MLflow: run {run_id}", highlight=False)
+    return True
 
 
 @app.command("report")
@@ -323,6 +357,43 @@ def compare_command(
             output.print("medical vs general: needs at least one model of each domain")
     for name, path in paths.items():
         output.print(f"wrote {name}: {path}")
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Argument(help="A study run folder (the --out of medprobe run).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write the export to.")],
+    to: Annotated[str, typer.Option(help="projector (TensorBoard) or fiftyone.")],
+    max_points: Annotated[
+        int | None,
+        typer.Option(
+            help="Images per dataset, a stratified seeded subsample, the same for every model "
+            "(default: 5000 for projector, every image for fiftyone)."
+        ),
+    ] = None,
+    thumbnail: Annotated[int, typer.Option(help="Sprite thumbnail side in pixels.")] = 64,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Folder that relative dataset paths start from.")
+    ] = None,
+) -> None:
+    """Export every model's embedding of every dataset of a finished study, with labels,
+    splits, groups and images, to TensorBoard's embedding projector or to FiftyOne."""
+    from medprobe.study.export import export_study
+
+    if max_points is not None:
+        positive(max_points, "--max-points")
+    written, exported = export_study(
+        run,
+        to,
+        writable_dir(out, "OUT"),
+        max_points=max_points,
+        thumbnail=positive(thumbnail, "--thumbnail"),
+        data_root=data_root,
+    )
+    for part in exported:
+        models = ", ".join(m.encoder for m in part.models)
+        output.print(f"{part.dataset.name}: {part.note()}; models: {models}", highlight=False)
+    output.print(f"wrote {written}", soft_wrap=True, highlight=False)
 
 
 @app.command("overlay")

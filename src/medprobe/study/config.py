@@ -165,6 +165,23 @@ class LinearProbeConfig(_Strict):
         return tuple(dict.fromkeys(chosen)) or ("medprobe",)
 
 
+class MlflowConfig(_Strict):
+    """``mlflow:`` log the finished study to MLflow (``pip install "medprobe[mlflow]"``): the
+    config as params, the key metrics with their CIs, results.csv / report.html / run.json as
+    artifacts."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="e.g. sqlite:///mlflow.db or http://host:5000 (default: MLflow's, "
+        "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the current folder)",
+    )
+    experiment: str | None = Field(None, description="default: the study's name")
+    run_name: str | None = Field(None, description="default: the study's name")
+    artifact_location: str | None = Field(
+        None, description="where a new experiment keeps artifacts (default: MLflow's)"
+    )
+
+
 class StudyConfig(_Strict):
     """A whole study: every model on every dataset, every analysis."""
 
@@ -186,6 +203,7 @@ class StudyConfig(_Strict):
     )
     batch_size: int = Field(32, gt=0)
     thumbnails: int = Field(3000, ge=0, description="hover thumbnails per dataset in the report")
+    mlflow: MlflowConfig | None = None
     base_dir: str = "."
 
     @field_validator("models", "datasets")
