@@ -302,6 +302,9 @@ def compare_command(
     if text:
         from medprobe.study.text_compare import compare_text, text_tables
 
+        if as_json:
+            raise MedprobeError("compare --text prints tables; --json is for the image side")
+
         for comparison in compare_text(out, n_resamples=positive(resamples, "--resamples")):
             for table in text_tables(comparison):
                 output.print(table)

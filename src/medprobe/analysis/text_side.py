@@ -471,10 +471,12 @@ def no_text_tower(unit: UnitInput, analysis: str) -> Row:
 
 
 def _rows(unit: UnitInput, analysis: str, results: list[Result], split: str) -> list[Row]:
+    # the text side's bootstraps resample images, not groups: its rows say so
+    context = replace(unit.context, unit="image")
     return [
         row
         for params, scores in results
-        for row in unit.context.rows(analysis, scores, split=split, params=params)
+        for row in context.rows(analysis, scores, split=split, params=params)
     ]
 
 

@@ -7,7 +7,11 @@ from typing import Any
 
 import pandas as pd
 
+from medprobe.analysis.probes import PROTOCOLS
 from medprobe.analysis.rows import SCHEMA
+
+#: the linear-probe protocol a selection counts when it does not name one
+DEFAULT_PROTOCOL = PROTOCOLS[0]
 
 #: (analysis, metric, parameters) of the summary columns and bar charts.
 KEY_METRICS: tuple[tuple[str, str, Mapping[str, Any]], ...] = (
@@ -52,10 +56,16 @@ def displayable(results: pd.DataFrame) -> pd.DataFrame:
 def select(
     results: pd.DataFrame, analysis: str, metric: str, params: Mapping[str, Any] = ()
 ) -> pd.DataFrame:
-    """The rows of one analysis and metric whose ``param_*`` columns equal ``params``."""
+    """The rows of one analysis and metric whose ``param_*`` columns equal ``params``.
+
+    A linear probe run under several protocols counts once, under the default one (medprobe),
+    unless ``params`` names the protocol."""
+    params = dict(params)
     keep = (results.analysis == analysis) & (results.metric == metric)
-    for name, value in dict(params).items():
+    for name, value in params.items():
         keep &= results[f"param_{name}"] == value
+    if "protocol" not in params and "param_protocol" in results:
+        keep &= results.param_protocol.fillna(DEFAULT_PROTOCOL) == DEFAULT_PROTOCOL
     return results[keep.fillna(False).astype(bool)]
 
 

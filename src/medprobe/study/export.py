@@ -36,9 +36,10 @@ from medprobe.datasets.base import Dataset, Record
 from medprobe.datasets.files import FileDataset
 from medprobe.datasets.splits import stratified_sample
 from medprobe.errors import BadImageError, MedprobeError
-from medprobe.features.store import DamagedEntryError, FeatureStore, default_cache_dir
+from medprobe.features.store import DamagedEntryError, FeatureStore
 from medprobe.fingerprint import fingerprint
 from medprobe.names import slug
+from medprobe.paths import default_cache_dir
 from medprobe.study.config import StudyConfig
 from medprobe.study.runner import open_datasets
 
