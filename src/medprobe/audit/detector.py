@@ -13,10 +13,11 @@ laterality marker may stand). Every region is cut out of the full-resolution ima
 in the orientations a burned-in marker can have: as is, then (when that gives no word) turned
 180 degrees, mirrored (a flipped slice), and turned 90/270 degrees; the surest reading that is
 a word wins and the box says which orientation read it. A reading counts as a word when it is
-confident and has two or more letters/digits, or is one capital letter or digit that is not
-also the shape of a line, ring or hook (``I``, ``l``, ``1``, ``O``, ``0``, ``J``), read with
-higher confidence, in a region at least ``min_single_height`` tall; an isolated glyph counts
-only as a capital letter read with ``min_glyph_confidence``.
+confident and has two or more letters/digits, or is one capital letter that is not also the
+shape of a line, ring or hook (``I``, ``O``, ``J``), read with higher confidence, in a region at
+least ``min_single_height`` tall; a number alone needs ``min_digits`` digits (speckle and nuclei
+read as lone digits); an isolated glyph counts only as a capital letter read with
+``min_glyph_confidence``.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class LearnedDetector(TextDetector):
     min_glyph_confidence: float = Field(
         0.95, ge=0, le=1, description="recogniser confidence of a letter found as a glyph"
     )
+    min_digits: int = Field(
+        3,
+        ge=1,
+        description="fewest digits of a word made of digits alone (dates and ids are longer; "
+        "lone digits are what texture reads as: 9 of 13 text-free LC25000 tiles flagged at 1)",
+    )
     min_single_height: float = Field(
         0.02, ge=0, le=1, description="smallest region of a one-character word, x the side"
     )
@@ -199,11 +206,13 @@ class LearnedDetector(TextDetector):
         # every extra orientation is another chance for texture to read as a word
         turned = orientation not in ("upright", "rot90", "rot270")
         needed = self.min_turned_confidence if turned else 0.0
+        if all(ch.isdigit() for ch in chars) and len(chars) < self.min_digits:
+            return False  # a lone number: what speckle and nuclei read as
         if len(chars) >= 2:
             return confidence >= max(needed, self.min_confidence)
-        return (  # a lone marker: a capital letter or a digit
+        return (  # a lone marker: a capital letter
             len(chars) == 1
-            and (chars[0].isupper() or chars[0].isdigit())
+            and chars[0].isupper()
             and chars[0] not in self.ambiguous
             and confidence >= max(needed, self.min_single_confidence)
         )
