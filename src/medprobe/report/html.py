@@ -231,8 +231,8 @@ def _audit_section(outcome: StudyOutcome, results: pd.DataFrame) -> dict[str, An
     """Burned-in text and marks: per-class prevalence and counts, leakage from the detections
     alone, per-model reliance, examples with the boxes drawn."""
     audit = results[results.analysis == "text_audit"]
-    counted = audit[audit.param_class.notna()]
-    leakage = audit[audit.param_class.isna()]
+    per_class = audit.param_class.fillna("") != ""  # missing text is "" once displayable
+    counted, leakage = audit[per_class], audit[~per_class]
     prevalence_rows = []
     for (dataset, group), rows in counted.groupby(["dataset", "param_class"], sort=False):
         value = {r.metric: r for r in rows.itertuples()}
