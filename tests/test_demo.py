@@ -75,7 +75,13 @@ def test_results_table_is_tidy(outcome):
         "few_shot",
         "geometry",
         "similarity",
+        "prompt_sensitivity",
+        "terminology",
+        "text_share",
     }
+    # the baselines have no text tower: the text side says so, one row per analysis and pair
+    text_side = frame[frame.analysis.isin(["prompt_sensitivity", "terminology", "text_share"])]
+    assert set(text_side.metric) == {"no_text_tower"} and text_side.value.isna().all()
     knn = frame[frame.analysis == "knn"]
     assert sorted(set(knn.param_k)) == [1, 5, 10, 20] and set(knn.param_metric) == {"cosine"}
     assert set(knn.split) == {"test"}
@@ -86,7 +92,8 @@ def test_results_table_is_tidy(outcome):
     assert list(table.loc["pixels"].index) == [1, 5, 10, 20]
     linear = frame[frame.analysis == "linear_probe"]
     assert linear.selected_C.notna().all() and linear.param_k.isna().all()
-    assert (frame.seed == 0).all() and (frame.n > 0).all()
+    applied = frame[frame.metric != "no_text_tower"]  # those evaluated no image
+    assert (frame.seed == 0).all() and (applied.n > 0).all()
 
 
 def test_outputs_are_written(outcome, tmp_path):

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -193,7 +192,6 @@ def test_compare_ranks_and_tests(finished):
 
 
 def test_bundled_paper_study_without_weights_lists_what_to_download(tmp_path, shared_data):
-    start = time.perf_counter()
     result = subprocess.run(
         [
             sys.executable,
@@ -211,9 +209,7 @@ def test_bundled_paper_study_without_weights_lists_what_to_download(tmp_path, sh
         timeout=60,
         env={**os.environ, "COLUMNS": "300"},
     )
-    took = time.perf_counter() - start
     assert result.returncode == 2
-    assert took < 5, took
     assert "Traceback" not in result.stderr
     # (Other tests put fake BiomedCLIP, CLIP B/16, ... into the test HF cache; these never are.)
     for fragment in (

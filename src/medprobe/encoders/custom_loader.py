@@ -22,6 +22,7 @@ from medprobe.encoders.loading import (
 )
 from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
+from medprobe.encoders.transformers_loader import hf_tokenizer, hf_tokens
 
 
 class CustomEncoder(TorchEncoder):
@@ -44,18 +45,9 @@ class CustomEncoder(TorchEncoder):
         return self.module.encode_image(batch)
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
-        from transformers import AutoTokenizer
-
         if self._tokenizer is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_folder)
-        text = self.spec.text
-        tokens = self._tokenizer(
-            texts,
-            padding="max_length" if text.padding == "max_length" else True,
-            truncation=True,
-            max_length=text.context_length,
-            return_tensors="pt",
-        ).to(self.device)
+            self._tokenizer = hf_tokenizer(self.tokenizer_folder)
+        tokens = hf_tokens(self._tokenizer, self.spec, texts, self.device)
         return self.module.encode_text(tokens["input_ids"], tokens["attention_mask"])
 
 

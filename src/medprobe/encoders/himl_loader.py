@@ -24,6 +24,7 @@ from medprobe.encoders.loading import (
 )
 from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
+from medprobe.encoders.transformers_loader import hf_tokens
 from medprobe.errors import MedprobeError
 
 
@@ -63,13 +64,7 @@ class BioVilEncoder(TorchEncoder):
             model = model.eval().to(self.device, dtype=self.dtype)
             self._text = CXRBertTokenizer.from_pretrained(self.folder), model
         tokenizer, model = self._text
-        tokens = tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.spec.text.context_length,
-            return_tensors="pt",
-        ).to(self.device)
+        tokens = hf_tokens(tokenizer, self.spec, texts, self.device)
         return model.get_projected_text_embeddings(
             tokens["input_ids"], tokens["attention_mask"], normalize_embeddings=True
         )

@@ -13,6 +13,26 @@ from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
 
+def hf_tokenizer(folder: Path):
+    """The ``AutoTokenizer`` saved in ``folder`` (imported here: transformers is heavy)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def hf_tokens(tokenizer, spec: EncoderSpec, texts: list[str], device: torch.device):
+    """``texts`` tokenised as the spec's text tower was trained (padding, context length),
+    on ``device``."""
+    text = spec.text
+    return tokenizer(
+        texts,
+        padding="max_length" if text.padding == "max_length" else True,
+        truncation=True,
+        max_length=text.context_length,
+        return_tensors="pt",
+    ).to(device)
+
+
 class HFEncoder(TorchEncoder):
     """``projected``: ``get_image_features`` (CLIP-style); ``cls``: the final CLS token;
     ``pooled``: the model's ``pooler_output``."""
@@ -39,18 +59,9 @@ class HFEncoder(TorchEncoder):
         return out.pooler_output
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
-        from transformers import AutoTokenizer
-
         if self._tokenizer is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        text = self.spec.text
-        tokens = self._tokenizer(
-            texts,
-            padding="max_length" if text.padding == "max_length" else True,
-            truncation=True,
-            max_length=text.context_length,
-            return_tensors="pt",
-        ).to(self.device)
+            self._tokenizer = hf_tokenizer(self.folder)
+        tokens = hf_tokens(self._tokenizer, self.spec, texts, self.device)
         out = self.module.get_text_features(**tokens)
         return getattr(out, "pooler_output", out)
 

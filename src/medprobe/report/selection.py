@@ -10,8 +10,8 @@ import pandas as pd
 from medprobe.analysis.probes import PROTOCOLS
 from medprobe.analysis.rows import SCHEMA
 
-#: the linear-probe protocol a selection counts when it does not name one
-DEFAULT_PROTOCOL = PROTOCOLS[0]
+#: linear-probe protocols a selection leaves out unless it names them (the first is the default)
+OTHER_PROTOCOLS = PROTOCOLS[1:]
 
 #: (analysis, metric, parameters) of the summary columns and bar charts.
 KEY_METRICS: tuple[tuple[str, str, Mapping[str, Any]], ...] = (
@@ -65,7 +65,7 @@ def select(
     for name, value in params.items():
         keep &= results[f"param_{name}"] == value
     if "protocol" not in params and "param_protocol" in results:
-        keep &= results.param_protocol.fillna(DEFAULT_PROTOCOL) == DEFAULT_PROTOCOL
+        keep &= ~results.param_protocol.isin(OTHER_PROTOCOLS)  # missing may be NaN or ""
     return results[keep.fillna(False).astype(bool)]
 
 
