@@ -26,7 +26,8 @@ output = Console()  # what a command produces (tables, paths)
 
 
 class RateColumn(ProgressColumn):
-    """Items per second, so a slow step is visible at a glance."""
+    """Items per second, so a slow step is visible at a glance (the task's ``unit`` field
+    names the items: images unless it says otherwise)."""
 
     def __init__(self, unit: str = "img") -> None:
         super().__init__()
@@ -34,10 +35,11 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(
-            f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s",
-            style="progress.data.speed",
-        )
+        unit = task.fields.get("unit", self.unit)
+        # a study runs well under one pair per second: two decimals there
+        digits = ",.1f" if (speed or 0) >= 1 else ".2f"
+        rate = format(speed, digits) if speed else "-"
+        return Text(f"{rate} {unit}/s", style="progress.data.speed")
 
 
 def progress_bar(disable: bool = False) -> Progress:

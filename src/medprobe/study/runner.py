@@ -273,7 +273,9 @@ def run_models(
     entries = [ModelEntry(name=m) if isinstance(m, str) else m for m in models]
     with progress_bar(disable=not show_progress) as bar:
         stages = Stages(bar)
-        overall = bar.add_task("study: model x dataset pairs", total=len(entries) * len(datasets))
+        overall = bar.add_task(
+            "study: model x dataset pairs", total=len(entries) * len(datasets), unit="pair"
+        )
         for model in entries:
             try:
                 encoder = plan.build(model)
