@@ -7,12 +7,9 @@ state dict is loaded into it with ``strict=True``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from medprobe.encoders.architectures import Architecture, get_architecture
-from medprobe.encoders.base import TorchEncoder
+from medprobe.encoders.architectures import get_architecture
 from medprobe.encoders.loading import (
     checked_load,
     extra_folders,
@@ -22,32 +19,18 @@ from medprobe.encoders.loading import (
 )
 from medprobe.encoders.options import BuildOptions, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
-from medprobe.encoders.transformers_loader import hf_tokenizer, hf_tokens
+from medprobe.encoders.transformers_loader import HFTokenizedEncoder
 
 
-class CustomEncoder(TorchEncoder):
+class CustomEncoder(HFTokenizedEncoder):
     """An :class:`Architecture`: ``encode_image`` for images, ``encode_text`` after the
     release's tokenizer (padding and context length from the spec's text side)."""
-
-    def __init__(
-        self,
-        spec: EncoderSpec,
-        module: Architecture,
-        tokenizer_folder: Path,
-        options: BuildOptions,
-        weights: WeightsRef,
-    ) -> None:
-        super().__init__(spec, module, options, weights)
-        self.tokenizer_folder = tokenizer_folder
-        self._tokenizer = None
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.module.encode_image(batch)
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
-        if self._tokenizer is None:
-            self._tokenizer = hf_tokenizer(self.tokenizer_folder)
-        tokens = hf_tokens(self._tokenizer, self.spec, texts, self.device)
+        tokens = self.tokens(texts)
         return self.module.encode_text(tokens["input_ids"], tokens["attention_mask"])
 
 

@@ -13,13 +13,6 @@ from medprobe.encoders.spec import EncoderSpec
 from medprobe.errors import MedprobeError
 
 
-def hf_tokenizer(folder: Path):
-    """The ``AutoTokenizer`` saved in ``folder`` (imported here: transformers is heavy)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder)
-
-
 def hf_tokens(tokenizer, spec: EncoderSpec, texts: list[str], device: torch.device):
     """``texts`` tokenised as the spec's text tower was trained (padding, context length),
     on ``device``."""
@@ -33,21 +26,34 @@ def hf_tokens(tokenizer, spec: EncoderSpec, texts: list[str], device: torch.devi
     ).to(device)
 
 
-class HFEncoder(TorchEncoder):
-    """``projected``: ``get_image_features`` (CLIP-style); ``cls``: the final CLS token;
-    ``pooled``: the model's ``pooler_output``."""
+class HFTokenizedEncoder(TorchEncoder):
+    """An encoder whose text side is a Hugging Face tokenizer saved in ``tokenizer_folder``
+    (loaded on the first text analysis only)."""
 
     def __init__(
         self,
         spec: EncoderSpec,
         module: torch.nn.Module,
-        folder: Path,
+        tokenizer_folder: Path,
         options: BuildOptions,
         weights: WeightsRef,
     ) -> None:
         super().__init__(spec, module, options, weights)
-        self.folder = folder
+        self.tokenizer_folder = tokenizer_folder
         self._tokenizer = None
+
+    def tokens(self, texts: list[str]):
+        """``texts`` through :func:`hf_tokens` with the folder's ``AutoTokenizer``."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer  # heavy: only when text is encoded
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_folder)
+        return hf_tokens(self._tokenizer, self.spec, texts, self.device)
+
+
+class HFEncoder(HFTokenizedEncoder):
+    """``projected``: ``get_image_features`` (CLIP-style); ``cls``: the final CLS token;
+    ``pooled``: the model's ``pooler_output``."""
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.spec.embedding == "projected":
@@ -59,10 +65,7 @@ class HFEncoder(TorchEncoder):
         return out.pooler_output
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
-        if self._tokenizer is None:
-            self._tokenizer = hf_tokenizer(self.folder)
-        tokens = hf_tokens(self._tokenizer, self.spec, texts, self.device)
-        out = self.module.get_text_features(**tokens)
+        out = self.module.get_text_features(**self.tokens(texts))
         return getattr(out, "pooler_output", out)
 
 
@@ -103,18 +106,7 @@ class ConceptCLIPEncoder(HFEncoder):
         return self.module(pixel_values=batch)["image_features"]
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
-        from transformers import AutoTokenizer
-
-        if self._tokenizer is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        tokens = self._tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.spec.text.context_length,
-            return_tensors="pt",
-        ).to(self.device)
-        return self.module.text(tokens["input_ids"])[0]
+        return self.module.text(self.tokens(texts)["input_ids"])[0]
 
 
 #: Remote-code models whose calls differ from CLIP's (``options['interface']``).
