@@ -92,6 +92,8 @@ SCORE_SETTINGS = {
     "near-perfect 4 x 25": ([25] * 4, 3.3, [0, 0, 0, 0]),
     "small 2 x 15": ([15, 15], 1.0, [0, 0]),
     "10 classes x 20": ([20] * 10, 2.5, [0] * 10),
+    "20 classes x 10": ([10] * 20, 3.0, [0] * 20),
+    "imbalanced 90/10": ([90, 10], 0.8, [1.0, 0]),
 }
 
 
@@ -137,7 +139,7 @@ def calibrate_scores(reps: int, tallies: list[Tally]) -> None:
 
 _SCORE_METHODS = {
     "accuracy": "Wilson",
-    "balanced_accuracy": "MOVER of Agresti-Coull recalls",
+    "balanced_accuracy": "MOVER-AC u stratified Wilson",
     "macro_f1": "Wilson at jackknife eff. size",
     "auroc": "score (DeLong, HM floor)",
 }

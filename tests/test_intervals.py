@@ -130,17 +130,50 @@ def test_balanced_accuracy_keeps_width_at_the_boundary():
         assert perfect[metric].value == 1.0 and perfect[metric].ci_low < 0.97, metric
 
 
-def test_balanced_accuracy_covers_near_the_boundary():
+@pytest.mark.parametrize(
+    ("recalls", "sizes", "most"),
+    [
+        # near the boundary, imbalanced: conservative (the union is 20% wider than MOVER here)
+        ([0.97, 0.12], [200, 20], 1.0),
+        ([0.85] * 20, [10] * 20, 0.99),  # many small classes: MOVER alone covered 0.91
+        ([0.9, 0.4], [90, 10], 0.99),  # heavy imbalance: the stratified Wilson alone covered 0.90
+    ],
+)
+def test_balanced_accuracy_covers(recalls, sizes, most):
     rng = np.random.default_rng(0)
-    recalls, sizes = np.array([0.97, 0.12]), np.array([200, 20])
-    y = np.repeat([0, 1], sizes)
-    covered = 0
-    for _ in range(300):
+    recalls, sizes = np.array(recalls), np.array(sizes)
+    k = len(recalls)
+    y = np.repeat(np.arange(k), sizes)
+    covered, widths = 0, []
+    for _ in range(400):
         correct = rng.random(len(y)) < recalls[y]
-        scores = np.eye(2)[np.where(correct, y, 1 - y)]
+        scores = np.eye(k)[np.where(correct, y, (y + 1) % k)]
         est = classification_scores(y, scores)["balanced_accuracy"]
         covered += est.ci_low <= recalls.mean() <= est.ci_high
-    assert 0.92 <= covered / 300 <= 0.99
+        widths.append(est.ci_high - est.ci_low)
+    assert 0.93 <= covered / 400 <= most
+    # no wider than twice the normal-theory interval of the mean recall
+    wald = 2 * 1.96 * math.sqrt(np.sum(recalls * (1 - recalls) / sizes)) / k
+    assert np.mean(widths) < 2 * wald
+
+
+def test_few_shot_auroc_interval_keeps_width_near_one():
+    """Near AUROC = 1 the test-set jackknife rests on a few discordant pairs (16-shot
+    coverage 0.79 without a floor): the interval is at least the Hanley-McNeil floor's."""
+    from medprobe.analysis import FewShotProbe
+    from medprobe.analysis.scores import HM_FLOOR, hanley_mcneil_variance
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 16)) * 1.0
+    y = np.repeat(np.arange(3), 130)
+    x = (rng.standard_normal((len(y), 16)) + centres[y]).astype(np.float32)
+    splits = np.where(np.arange(len(y)) % 130 < 100, "train", "test")
+    fs = FeatureSet(x, y, np.arange(len(y)).astype(str), splits, ["a", "b", "c"], "m", "d")
+    est = FewShotProbe(shots=(16,), seed=0).fit(fs).scores_[16]["auroc"]
+    assert 0.99 < est.value < 1.0
+    test_y = y[splits == "test"]
+    floor_sd = math.sqrt(HM_FLOOR * float(hanley_mcneil_variance(est.value, test_y, 3)))
+    assert est.value - est.ci_low >= 4 * floor_sd  # 2.1 without the floor
 
 
 def test_near_duplicate_groups_cover_the_new_group_truth():

@@ -7,8 +7,13 @@ prompts) on the population the test images come from; training variation is not 
 chosen by coverage measured in simulation (``benchmarks/calibration.py``):
 
 - accuracy: Wilson score interval (Brown, Cai & DasGupta 2001);
-- balanced accuracy: per-class Agresti-Coull intervals of the recalls combined by MOVER (Zou &
-  Donner 2008) -- a class recall of 0/20 or 25/25 still has width;
+- balanced accuracy: the union of two intervals, each of which fails in one regime where the
+  other holds: per-class Agresti-Coull intervals combined by MOVER (Zou & Donner 2008), which
+  under-covers with many small classes (0.909 at 20 classes x 10 images), and Wilson's interval
+  at the stratified effective size ``b (1 - b) / sum_c p_c (1 - p_c) / (K^2 n_c)`` (recalls
+  Laplace-adjusted in the variance, capped at ``n``), which under-covers at heavy imbalance
+  (0.901 at 90/10). The union covered 0.938-0.973 in 11 simulated settings; a class recall of
+  0/20 or 25/25 still has width;
 - macro-F1: Wilson interval at the effective size implied by its jackknife variance (the
   Korn-Graubard construction), so it stays inside [0, 1] and keeps width at F1 = 1;
 - AUROC (macro one-vs-rest): score-type interval (Newcombe 2006) with DeLong's variance,
@@ -28,7 +33,6 @@ from medprobe.analysis.stats import (
     Estimate,
     contained,
     effective_size,
-    mover_mean,
     unit_codes,
     wilson,
     z_value,
@@ -66,10 +70,14 @@ def classification_scores(
     values = point_scores(y_true, y_score)
     return {
         "accuracy": contained(
-            values["accuracy"], *wilson(*effective_size(correct, groups), confidence), n
+            values["accuracy"],
+            *wilson(*effective_size(correct, groups), confidence),
+            n,
         ),
         "balanced_accuracy": contained(
-            values["balanced_accuracy"], *_balanced_interval(correct, y_true, groups, confidence), n
+            values["balanced_accuracy"],
+            *_balanced_interval(correct, y_true, groups, confidence),
+            n,
         ),
         "macro_f1": contained(
             values["macro_f1"],
@@ -93,16 +101,29 @@ def agresti_coull(p: float, n_eff: float, confidence: float = 0.95) -> tuple[flo
 def _balanced_interval(
     correct: np.ndarray, y_true: np.ndarray, groups: np.ndarray | None, confidence: float
 ) -> tuple[float, float]:
-    """MOVER combination of the per-class recalls' Agresti-Coull intervals."""
-    recalls, lows, highs = [], [], []
+    """The union of the MOVER and the stratified-Wilson intervals of the mean class recall
+    (see the module docstring); with groups each class's size is its effective size."""
+    recalls, sizes = [], []
     for c in np.unique(y_true):
         mine = y_true == c
         p, n_eff = effective_size(correct[mine], None if groups is None else groups[mine])
-        low, high = agresti_coull(p, n_eff, confidence)
         recalls.append(p)
-        lows.append(low)
-        highs.append(high)
-    return mover_mean(np.array(recalls), np.array(lows), np.array(highs))[1:]
+        sizes.append(n_eff)
+    p, n_eff = np.asarray(recalls), np.asarray(sizes)
+    k = len(p)
+    value = float(p.mean())
+    # MOVER: the mean's distance to each bound from the parts' own distances
+    bounds = np.array([agresti_coull(pc, nc, confidence) for pc, nc in zip(p, n_eff, strict=True)])
+    mover_low = value - float(np.sqrt(np.sum(((p - bounds[:, 0]) / k) ** 2)))
+    mover_high = value + float(np.sqrt(np.sum(((bounds[:, 1] - p) / k) ** 2)))
+    # Wilson at the stratified effective size
+    adjusted = (p * n_eff + 1) / (n_eff + 2)
+    variance = float(np.sum(adjusted * (1 - adjusted) / (n_eff + 2))) / k**2
+    centre = float(adjusted.mean())
+    total = float(n_eff.sum())
+    size = min(total, centre * (1 - centre) / variance) if variance > 0 else total
+    wilson_low, wilson_high = wilson(value, size, confidence)
+    return min(mover_low, wilson_low), max(mover_high, wilson_high)
 
 
 def _f1_interval(
@@ -147,6 +168,24 @@ def _hanley_mcneil(theta: np.ndarray, m: int, n: int) -> np.ndarray:
     return theta * (1 - theta) / (m * n) * shape
 
 
+def hanley_mcneil_variance(
+    theta: np.ndarray, y_true: np.ndarray, k: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """The Hanley-McNeil variance of a macro one-vs-rest AUROC equal to ``theta`` on these
+    test labels (``k`` classes); with groups, a cluster counts as much as one image at worst."""
+    n = len(y_true)
+    classes = metrics.auroc_classes(k)
+    shape = np.zeros_like(np.asarray(theta, dtype=np.float64))
+    for c in classes:
+        m = int((y_true == c).sum())
+        if 0 < m < n:
+            shape += _hanley_mcneil(theta, m, n - m)
+    shape /= len(classes) ** 2
+    if groups is not None:
+        shape *= n / (int(unit_codes(n, groups).max()) + 1)
+    return shape
+
+
 #: the boundary floor of the AUROC interval, as a share of the Hanley-McNeil variance
 HM_FLOOR = 0.5
 
@@ -170,15 +209,7 @@ def auroc_estimate(
         return contained(value, np.nan, np.nan, n)
     delong = _stratified_variance(influence, y_true, groups)
     theta = np.linspace(0.0, 1.0, 2001)
-    shape = np.zeros_like(theta)
-    classes = metrics.auroc_classes(y_score.shape[1])
-    for c in classes:
-        m = int((y_true == c).sum())
-        if 0 < m < n:
-            shape += _hanley_mcneil(theta, m, n - m)
-    shape /= len(classes) ** 2
-    if groups is not None:  # a cluster of images counts as much as one image, at worst
-        shape *= n / (int(unit_codes(n, groups).max()) + 1)
+    shape = hanley_mcneil_variance(theta, y_true, y_score.shape[1], groups)
     at_value = float(np.interp(value, theta, shape))
     carried = delong * shape / at_value if at_value > 0 else np.zeros_like(theta)
     variance = np.maximum(carried, HM_FLOOR * shape)

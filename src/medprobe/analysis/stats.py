@@ -146,20 +146,6 @@ def proportion(
     return contained(p, *wilson(p, n_eff, confidence), len(successes))
 
 
-def mover_mean(
-    values: np.ndarray, lows: np.ndarray, highs: np.ndarray
-) -> tuple[float, float, float]:
-    """The mean of independent estimates with the MOVER interval built from their own
-    intervals (method of variance estimates recovery, Zou & Donner 2008; Newcombe 1998):
-    asymmetric where the parts are, and inside the parts' range."""
-    values, lows, highs = (np.asarray(a, dtype=np.float64) for a in (values, lows, highs))
-    k = len(values)
-    mean = float(values.mean())
-    low = mean - float(np.sqrt(np.sum(((values - lows) / k) ** 2)))
-    high = mean + float(np.sqrt(np.sum(((highs - values) / k) ** 2)))
-    return mean, low, high
-
-
 # ------------------------------------------------------------------------------ jackknife
 
 
