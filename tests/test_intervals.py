@@ -172,7 +172,7 @@ def test_few_shot_auroc_interval_keeps_width_near_one():
     est = FewShotProbe(shots=(16,), seed=0).fit(fs).scores_[16]["auroc"]
     assert 0.99 < est.value < 1.0
     test_y = y[splits == "test"]
-    floor_sd = math.sqrt(HM_FLOOR * float(hanley_mcneil_variance(est.value, test_y, 3)))
+    floor_sd = math.sqrt(HM_FLOOR / 2 * float(hanley_mcneil_variance(est.value, test_y, 3)))
     assert est.value - est.ci_low >= 4 * floor_sd  # 2.1 without the floor
 
 

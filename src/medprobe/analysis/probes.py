@@ -30,6 +30,7 @@ from medprobe.analysis.scores import (
 )
 from medprobe.analysis.stats import (
     Estimate,
+    chunks,
     contained,
     jackknife_blocks,
     stratified_subsample,
@@ -42,16 +43,23 @@ from medprobe.features.featureset import FeatureSet
 PROTOCOLS = ("medprobe", "clip_benchmark")
 
 
-def _train_test(fs: FeatureSet, train_splits: tuple[str, ...]) -> tuple[FeatureSet, FeatureSet]:
+def _train_mask(fs: FeatureSet, train_splits: tuple[str, ...]) -> np.ndarray:
+    """The training rows, once the FeatureSet is checked fit for a probe (no copy of the
+    features: at 100k x 768 each copy is 300 MB)."""
     fs.check_finite()
-    train, test = fs.split(*train_splits), fs.split("test")
-    if len(test) == 0:
+    train = np.isin(fs.splits, train_splits)
+    if not (fs.splits == "test").any():
         raise MedprobeError(f"dataset {fs.dataset!r} has no 'test' split to score a probe on")
-    if len(np.unique(train.labels)) < 2:
+    if len(np.unique(fs.labels[train])) < 2:
         raise MedprobeError(
             f"the training split of {fs.dataset!r} has fewer than 2 classes; a probe needs 2"
         )
-    return train, test
+    return train
+
+
+def _train_test(fs: FeatureSet, train_splits: tuple[str, ...]) -> tuple[FeatureSet, FeatureSet]:
+    train = _train_mask(fs, train_splits)
+    return fs.subset(train), fs.split("test")
 
 
 @analyser
@@ -65,9 +73,9 @@ class Scored(Analyser):
 
     train_splits: ClassVar[tuple[str, ...]] = ("train",)
 
-    def _score(self, fs: FeatureSet, train: FeatureSet, test: FeatureSet, proba) -> Self:
+    def _score(self, fs: FeatureSet, train_labels: np.ndarray, test: FeatureSet, proba) -> Self:
         self.y_score_ = np.zeros((len(test), len(fs.class_names)))
-        self.y_score_[:, np.unique(train.labels)] = proba
+        self.y_score_[:, np.unique(train_labels)] = proba
         self.y_true_ = test.labels
         self.y_pred_ = self.y_score_.argmax(axis=1)
         self.test_ids_ = test.ids
@@ -87,7 +95,7 @@ class Probe(Scored, ABC):
 
     def fit(self, fs: FeatureSet) -> Self:
         train, test = _train_test(fs, self.train_splits)
-        return self._score(fs, train, test, self._fit_predict(train, test))
+        return self._score(fs, train.labels, test, self._fit_predict(train, test))
 
 
 @dataclass(frozen=True)
@@ -116,16 +124,16 @@ def search_neighbours(
     intervals then cover its accuracy from the images scored. Above ``faiss_threshold``
     train x test pairs the exact search runs on faiss (inner products of L2-normalised
     float32 vectors, the same neighbours as scikit-learn's brute force, many times faster)."""
-    train, test_rows = fs.split("train"), np.flatnonzero(fs.splits == "test")
+    train, test_rows = np.flatnonzero(fs.splits == "train"), np.flatnonzero(fs.splits == "test")
     keep = stratified_subsample(fs.labels[test_rows], max_samples, seed)
     queries = test_rows[keep]
     k = min(k, len(train))
     x = fs.features[queries]
     if len(train) * len(queries) >= faiss_threshold:
-        indices = faiss_neighbours(train.features, x, k)
+        indices = faiss_neighbours(fs.features, x, k, rows=train)
     else:
         search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute")
-        indices = search.fit(train.features).kneighbors(x, return_distance=False)
+        indices = search.fit(fs.features[train]).kneighbors(x, return_distance=False)
     return Neighbours(queries, indices, len(queries) < len(test_rows))
 
 
@@ -142,8 +150,9 @@ class KNNProbe(Scored):
     faiss_threshold: float = 2e7
 
     def fit(self, fs: FeatureSet, neighbours: Neighbours | None = None) -> Self:
-        train, _ = _train_test(fs, self.train_splits)
-        k = min(self.k, len(train))
+        train = _train_mask(fs, self.train_splits)
+        train_labels = fs.labels[train]
+        k = min(self.k, len(train_labels))
         if self.metric == "cosine":
             found = neighbours or search_neighbours(
                 fs,
@@ -154,15 +163,16 @@ class KNNProbe(Scored):
             )
             if found.indices.shape[1] < k:
                 raise ValueError(f"the neighbour search found {found.indices.shape[1]} < {k}")
-            queries, proba = found.queries, knn_vote(found.indices[:, :k], train.labels)
+            queries, proba = found.queries, knn_vote(found.indices[:, :k], train_labels)
             self.subsampled_ = found.subsampled
         else:
             test_rows = np.flatnonzero(fs.splits == "test")
             keep = stratified_subsample(fs.labels[test_rows], self.max_samples, self.seed)
             queries, self.subsampled_ = test_rows[keep], len(keep) < len(test_rows)
             knn = KNeighborsClassifier(n_neighbors=k, metric=self.metric, algorithm="brute")
-            proba = knn.fit(train.features, train.labels).predict_proba(fs.features[queries])
-        return self._score(fs, train, fs.subset(queries), proba)
+            knn.fit(fs.features[train], train_labels)
+            proba = knn.predict_proba(fs.features[queries])
+        return self._score(fs, train_labels, fs.subset(queries), proba)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -170,12 +180,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def faiss_neighbours(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Indices ``[n_queries, k]`` of the exact cosine nearest neighbours (faiss flat index)."""
+def faiss_neighbours(
+    features: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Indices ``[n_queries, k]`` of the exact cosine nearest neighbours among ``features``
+    (or ``features[rows]``, indices then into ``rows``), on a faiss flat index. The index is
+    filled in chunks, normalised as they go, so the index's own copy is the only one."""
     import faiss
 
-    index = faiss.IndexFlatIP(train.shape[1])
-    index.add(_unit(train))
+    rows = np.arange(len(features)) if rows is None else rows
+    index = faiss.IndexFlatIP(features.shape[1])
+    for part in chunks(len(rows)):
+        index.add(_unit(np.asarray(features[rows[part]], dtype=np.float32)))
     return index.search(_unit(queries), k)[1]
 
 
@@ -246,10 +262,17 @@ class FewShotProbe(Analyser):
                 if m != "auroc"
             }
             # near AUROC = 1 the jackknife rests on a few discordant pairs: floored like the
-            # fixed-classifier interval (coverage 0.79 at 16 shots without the floor)
+            # fixed-classifier interval (coverage 0.79 at 16 shots without the floor), at half
+            # its share since averaging over draws smooths the scores (0.98-0.99 at the full one)
             auroc = np.array(per_draw["auroc"])
-            floor = HM_FLOOR * float(
-                hanley_mcneil_variance(np.nanmean(auroc[:, 0]), test.labels, k_classes, test.groups)
+            floor = (
+                HM_FLOOR
+                / 2
+                * float(
+                    hanley_mcneil_variance(
+                        np.nanmean(auroc[:, 0]), test.labels, k_classes, test.groups
+                    )
+                )
             )
             scores["auroc"] = draws_estimate(auroc, len(test), self.confidence, floor)
             self.scores_[shots] = {m: scores[m] for m in METRICS}

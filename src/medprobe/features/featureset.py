@@ -65,7 +65,15 @@ class FeatureSet:
 
     def check_finite(self) -> None:
         """Raise a clear error if any feature is NaN or infinite."""
-        bad = ~np.isfinite(self.features).all(axis=1)
+        # row blocks: a whole-matrix mask is N x D bytes (77 MB at 100k x 768)
+        step = 8192
+        bad = np.concatenate(
+            [
+                ~np.isfinite(self.features[i : i + step]).all(axis=1)
+                for i in range(0, len(self.features), step)
+            ]
+            or [np.zeros(0, dtype=bool)]
+        )
         if bad.any():
             examples = ", ".join(map(str, self.ids[bad][:3]))
             raise MedprobeError(
