@@ -18,7 +18,7 @@ from PIL import Image
 from medprobe.datasets import image_folder, synthetic
 from medprobe.encoders import create_encoder, get_spec
 from medprobe.features import extract
-from medprobe.features.extraction import cache_key
+from medprobe.features.extraction import cache_key, choose_workers
 from medprobe.features.store import FeatureStore
 
 HERE = Path(__file__).parent
@@ -245,3 +245,13 @@ def test_encoders_carry_a_recipe_that_rebuilds_them():
     assert again.identity() == encoder.identity()
     batch = encoder.normalize(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     assert np.array_equal(encoder.encode_images(batch), again.encode_images(batch))
+
+
+def test_worker_count_follows_the_bottleneck():
+    # decode-bound (small model, big JPEGs) on 2 cores: both cores decode
+    assert choose_workers(0.010, 0.001, cores=2) == 2
+    # model-bound: decoding in a worker would take a core from the model
+    assert choose_workers(0.001, 0.010, cores=2) == 0
+    # balanced on 8 cores: some decoding workers, never more than 8
+    assert 0 < choose_workers(0.004, 0.001, cores=8) <= 8
+    assert choose_workers(1.0, 1e-6, cores=64) == 8

@@ -105,18 +105,21 @@ def fit_indices(encoder: Encoder, dataset: Dataset) -> list[int]:
 
 
 def choose_workers(decode_seconds: float, model_seconds: float, cores: int) -> int:
-    """Decoding workers that maximise throughput, from one batch's measured per-image costs:
-    with ``w`` workers the model keeps ``cores - w`` threads (its time grows accordingly) and
-    decoding runs ``w`` images at once; with none, decoding and the model take turns. At most
-    8 workers."""
+    """Decoding workers that maximise throughput, from one batch's measured per-image costs
+    (``model_seconds`` on all ``cores``): with ``w`` workers the model keeps ``cores - w``
+    threads (at least one; its time grows accordingly), decoding runs ``w`` images at once,
+    and together they cannot use more than the cores' CPU time; with none, decoding and the
+    model take turns. Up to one worker per core (a decode-bound small model on 2 cores wants
+    both decoding), at most 8."""
+    cpu_bound = cores / (decode_seconds + cores * model_seconds)
 
     def rate(w: int) -> float:
         if w == 0:
             return 1 / (decode_seconds + model_seconds)
         threads = max(cores - w, 1)
-        return min(w / decode_seconds, threads / (cores * model_seconds))
+        return min(w / decode_seconds, threads / (cores * model_seconds), cpu_bound)
 
-    return max(range(min(8, max(cores - 1, 1)) + 1), key=rate)
+    return max(range(min(8, cores) + 1), key=rate)
 
 
 @contextmanager
