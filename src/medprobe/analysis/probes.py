@@ -175,9 +175,13 @@ class KNNProbe(Scored):
         return self._score(fs, train_labels, fs.subset(queries), proba)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def _unit(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """L2-normalised float32 copy of ``x`` (or of ``x[rows]``), one copy, normalised in
+    place in row chunks."""
+    out = np.array(x if rows is None else x[rows], dtype=np.float32)
+    for part in chunks(len(out)):
+        out[part] /= np.maximum(np.linalg.norm(out[part], axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def faiss_neighbours(
@@ -191,7 +195,7 @@ def faiss_neighbours(
     rows = np.arange(len(features)) if rows is None else rows
     index = faiss.IndexFlatIP(features.shape[1])
     for part in chunks(len(rows)):
-        index.add(_unit(np.asarray(features[rows[part]], dtype=np.float32)))
+        index.add(_unit(features, rows[part]))
     return index.search(_unit(queries), k)[1]
 
 
@@ -226,15 +230,18 @@ class FewShotProbe(Analyser):
     def fit(self, fs: FeatureSet) -> Self:
         from sklearn.linear_model import LogisticRegression
 
-        train, test = _train_test(fs, ("train",))
-        smallest = int(np.bincount(train.labels)[np.unique(train.labels)].min())
+        # only the drawn training rows are ever normalised: no copy of the training features
+        train_rows = np.flatnonzero(_train_mask(fs, ("train",)))
+        train_labels = fs.labels[train_rows]
+        test = fs.split("test")
+        smallest = int(np.bincount(train_labels)[np.unique(train_labels)].min())
         if max(self.shots) > smallest:
             raise MedprobeError(
                 f"few-shot with {max(self.shots)} shots needs {max(self.shots)} training images "
                 f"per class, but the smallest class of {fs.dataset!r} has {smallest}"
             )
         rng = np.random.default_rng(self.seed)
-        x_train, x_test = _unit(train.features), _unit(test.features)
+        x_test = _unit(test.features)
         k_classes = len(fs.class_names)
         blocks = jackknife_blocks(test.labels, test.groups, self.n_blocks, self.seed)
         sets = np.concatenate(
@@ -246,12 +253,12 @@ class FewShotProbe(Analyser):
             for _ in range(self.draws):
                 chosen = np.concatenate(
                     [
-                        rng.choice(np.flatnonzero(train.labels == c), shots, replace=False)
-                        for c in np.unique(train.labels)
+                        rng.choice(np.flatnonzero(train_labels == c), shots, replace=False)
+                        for c in np.unique(train_labels)
                     ]
                 )
                 model = LogisticRegression(C=self.C, max_iter=2000)
-                model.fit(x_train[chosen], train.labels[chosen])
+                model.fit(_unit(fs.features, train_rows[chosen]), train_labels[chosen])
                 proba = np.zeros((len(test), k_classes))
                 proba[:, model.classes_] = model.predict_proba(x_test)
                 for metric, values in set_scores(test.labels, proba, sets).items():
