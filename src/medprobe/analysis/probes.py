@@ -188,15 +188,29 @@ def faiss_neighbours(
     features: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray | None = None
 ) -> np.ndarray:
     """Indices ``[n_queries, k]`` of the exact cosine nearest neighbours among ``features``
-    (or ``features[rows]``, indices then into ``rows``), on a faiss flat index. The index is
-    filled in chunks, normalised as they go, so the index's own copy is the only one."""
+    (or ``features[rows]``, indices then into ``rows``), by faiss's brute-force inner-product
+    search over row chunks normalised as they go, merged into one top-k (ties to the lower
+    index). No copy of the searched features is made: a flat index would hold one, and
+    growing it in chunks reallocates it (about 2x its size at the peak)."""
     import faiss
 
     rows = np.arange(len(features)) if rows is None else rows
-    index = faiss.IndexFlatIP(features.shape[1])
+    k = min(k, len(rows))
+    unit_queries = _unit(queries)
+    best_sim = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_idx = np.zeros((len(queries), 0), dtype=np.int64)
     for part in chunks(len(rows)):
-        index.add(_unit(features, rows[part]))
-    return index.search(_unit(queries), k)[1]
+        base = _unit(features, rows[part])
+        sim, idx = faiss.knn(
+            unit_queries, base, min(k, len(base)), metric=faiss.METRIC_INNER_PRODUCT
+        )
+        best_sim = np.concatenate([best_sim, sim], axis=1)
+        best_idx = np.concatenate([best_idx, idx + part.start], axis=1)
+        # per query: highest similarity first, the lower index among equals
+        order = np.lexsort((best_idx, -best_sim), axis=1)[:, :k]
+        best_sim = np.take_along_axis(best_sim, order, axis=1)
+        best_idx = np.take_along_axis(best_idx, order, axis=1)
+    return best_idx
 
 
 def knn_vote(neighbours: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
