@@ -247,7 +247,10 @@ class FewShotProbe(Analyser):
         # only the drawn training rows are ever normalised: no copy of the training features
         train_rows = np.flatnonzero(_train_mask(fs, ("train",)))
         train_labels = fs.labels[train_rows]
-        test = fs.split("test")
+        test_rows = np.flatnonzero(fs.splits == "test")
+        test_labels = fs.labels[test_rows]
+        test_groups = None if fs.groups is None else fs.groups[test_rows]
+        n_test = len(test_rows)
         smallest = int(np.bincount(train_labels)[np.unique(train_labels)].min())
         if max(self.shots) > smallest:
             raise MedprobeError(
@@ -255,11 +258,11 @@ class FewShotProbe(Analyser):
                 f"per class, but the smallest class of {fs.dataset!r} has {smallest}"
             )
         rng = np.random.default_rng(self.seed)
-        x_test = _unit(test.features)
+        x_test = _unit(fs.features, test_rows)
         k_classes = len(fs.class_names)
-        blocks = jackknife_blocks(test.labels, test.groups, self.n_blocks, self.seed)
+        blocks = jackknife_blocks(test_labels, test_groups, self.n_blocks, self.seed)
         sets = np.concatenate(
-            [np.ones((1, len(test))), blocks[None] != np.arange(blocks.max() + 1)[:, None]]
+            [np.ones((1, n_test)), blocks[None] != np.arange(blocks.max() + 1)[:, None]]
         )
         self.scores_ = {}
         for shots in self.shots:
@@ -273,12 +276,12 @@ class FewShotProbe(Analyser):
                 )
                 model = LogisticRegression(C=self.C, max_iter=2000)
                 model.fit(_unit(fs.features, train_rows[chosen]), train_labels[chosen])
-                proba = np.zeros((len(test), k_classes))
+                proba = np.zeros((n_test, k_classes))
                 proba[:, model.classes_] = model.predict_proba(x_test)
-                for metric, values in set_scores(test.labels, proba, sets).items():
+                for metric, values in set_scores(test_labels, proba, sets).items():
                     per_draw[metric].append(values)
             scores = {
-                m: draws_estimate(np.array(v), len(test), self.confidence)
+                m: draws_estimate(np.array(v), n_test, self.confidence)
                 for m, v in per_draw.items()
                 if m != "auroc"
             }
@@ -291,11 +294,11 @@ class FewShotProbe(Analyser):
                 / 2
                 * float(
                     hanley_mcneil_variance(
-                        np.nanmean(auroc[:, 0]), test.labels, k_classes, test.groups
+                        np.nanmean(auroc[:, 0]), test_labels, k_classes, test_groups
                     )
                 )
             )
-            scores["auroc"] = draws_estimate(auroc, len(test), self.confidence, floor)
+            scores["auroc"] = draws_estimate(auroc, n_test, self.confidence, floor)
             self.scores_[shots] = {m: scores[m] for m in METRICS}
         return self
 
