@@ -66,6 +66,9 @@ class _TextEncoder:
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
+    def identity(self) -> str:  # what the text-embedding memo keys on
+        return f"bench-text-{self.dim}"
+
     def encode_texts(self, texts):
         rng = np.random.default_rng(abs(hash(tuple(texts))) % 2**32)
         return rng.standard_normal((len(texts), self.dim)).astype(np.float32)
