@@ -163,10 +163,14 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--big-images", type=int, default=96, help="images per set for ViT")
     parser.add_argument("--quick", action="store_true", help="skip the 20,000-image RSS runs")
+    parser.add_argument("--rss-only", action="store_true", help="only the RSS runs (part 4)")
     parser.add_argument("--rss-child", nargs=2)
     args = parser.parse_args()
     if args.rss_child:
         rss_child(args.rss_child[0], int(args.rss_child[1]))
+        return
+    if args.rss_only:
+        rss_table()
         return
 
     names = args.sets.split(",")
@@ -206,8 +210,11 @@ def main() -> None:
         f"speedup {cold / warm:.0f}x"
     )
 
-    if args.quick:
-        return
+    if not args.quick:
+        rss_table()
+
+
+def rss_table() -> None:
     print("4. peak RSS of a cached extraction (separate processes)")
     for kind in ("pixels", "handcrafted", "webdataset"):
         small, large = peak_rss_kb(kind, 2000), peak_rss_kb(kind, 20000)

@@ -28,8 +28,23 @@ def test_pixels_pca_is_fitted_on_train_only(tiny):
     encoder = create_encoder("pixels")
     extract(encoder, tiny, show_progress=False)
     n_train = sum(r.split == "train" for r in tiny)
-    assert encoder.pca_.n_samples_ == n_train
+    assert encoder.n_samples_ == n_train
     assert encoder.fingerprint() != create_encoder("pixels").fingerprint()
+
+
+def test_pixels_streamed_pca_equals_scikit_learn_on_all_images():
+    """The fit streams batches (memory D^2 whatever the number of images) and gives
+    scikit-learn's full-SVD PCA, signs included."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((300, 3, 32, 32)).astype(np.float32) ** 2)
+    x[:, 0] += torch.linspace(0, 1, 300)[:, None, None]  # a leading direction
+    encoder = create_encoder("pixels").fit([x[:128], x[128:256], x[256:]])
+    flat = x.flatten(1).numpy().astype(np.float64)
+    reference = PCA(n_components=64, svd_solver="full", random_state=0).fit(flat)
+    ours, theirs = encoder.encode_images(x[:40]), reference.transform(flat[:40])
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4 * np.abs(theirs).max())
 
 
 def test_random_vit_is_a_real_architecture_and_seeded():

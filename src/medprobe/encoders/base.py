@@ -10,6 +10,7 @@ every feature cache key), and :attr:`Encoder.recipe` rebuilds the same encoder e
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, Self
 
 import numpy as np
@@ -121,8 +122,9 @@ class Encoder(ABC):
         """Texts -> float32 ``[N, D]`` in the image embedding space (VLMs only)."""
         raise MedprobeError(f"{self._spec.name} is a vision-only encoder; it has no text side")
 
-    def fit(self, batch: torch.Tensor) -> Self:
-        """Learn an unsupervised transform from training images (no labels). Default: nothing."""
+    def fit(self, batches: torch.Tensor | Iterable[torch.Tensor]) -> Self:
+        """Learn an unsupervised transform from training images (no labels), given as one
+        batch or streamed as several. Default: nothing."""
         return self
 
     def state(self) -> bytes:

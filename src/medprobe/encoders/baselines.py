@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Self
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from skimage.color import rgb2gray, rgb2hsv
 from skimage.feature import hog, local_binary_pattern
-from sklearn.decomposition import PCA
+from sklearn.utils.extmath import svd_flip
 
 from medprobe.encoders.base import Encoder
 from medprobe.encoders.options import BuildOptions
@@ -33,25 +34,48 @@ class PixelEncoder(Encoder):
     def __init__(self, spec: EncoderSpec, options: BuildOptions | None = None) -> None:
         super().__init__(spec, options)
         self.n_components = int(spec.options.get("n_components", spec.embed_dim))
-        self.pca_: PCA | None = None
+        self.components_: np.ndarray | None = None
+        self.mean_: np.ndarray | None = None
+        self.n_samples_ = 0
 
-    def fit(self, batch: torch.Tensor) -> Self:
-        flat = batch.flatten(1).numpy().astype(np.float64)
+    def fit(self, batches: torch.Tensor | Iterable[torch.Tensor]) -> Self:
+        """PCA of the training images, streamed: their sum and D x D scatter are accumulated
+        in float64 one batch at a time (about the first batch's mean, against cancellation),
+        then the covariance is eigen-decomposed, with scikit-learn's ``covariance_eigh``
+        method and sign convention. Memory is D^2 (75 MB for 32x32 RGB) whatever the number
+        of images; a whole-matrix SVD held them all and its workspace (+0.5 GB at 4,096)."""
+        batches = [batches] if isinstance(batches, torch.Tensor) else batches
+        n, shift, total, scatter = 0, None, None, None
+        for batch in batches:
+            flat = batch.flatten(1).numpy().astype(np.float64)
+            if shift is None:
+                shift = flat.mean(axis=0)
+                total, scatter = np.zeros_like(shift), np.zeros((len(shift), len(shift)))
+            flat -= shift
+            n += len(flat)
+            total += flat.sum(axis=0)
+            scatter += flat.T @ flat
+        if not n:
+            raise ValueError("PixelEncoder.fit needs at least one image")
+        offset = total / n
+        covariance = (scatter - n * np.outer(offset, offset)) / max(n - 1, 1)
         # Components near the rank of a small training set are noise that standardising probes
         # would amplify; keep at most half as many components as training images.
-        n_components = max(1, min(self.n_components, len(flat) // 2, flat.shape[1]))
-        self.pca_ = PCA(n_components=n_components, svd_solver="full", random_state=0).fit(flat)
+        k = max(1, min(self.n_components, n // 2, len(offset)))
+        _, vectors = np.linalg.eigh(covariance)
+        _, self.components_ = svd_flip(None, vectors[:, ::-1][:, :k].T, u_based_decision=False)
+        self.mean_, self.n_samples_ = shift + offset, n
         return self
 
     def state(self) -> bytes:
-        if self.pca_ is None:
+        if self.components_ is None or self.mean_ is None:
             return b""
-        return self.pca_.components_.astype(np.float32).tobytes() + self.pca_.mean_.tobytes()
+        return self.components_.astype(np.float32).tobytes() + self.mean_.tobytes()
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        if self.pca_ is None:
+        if self.components_ is None or self.mean_ is None:
             raise RuntimeError("PixelEncoder must be fitted on training images first")
-        out = self.pca_.transform(batch.flatten(1).numpy().astype(np.float64))
+        out = (batch.flatten(1).numpy().astype(np.float64) - self.mean_) @ self.components_.T
         if out.shape[1] < self.n_components:  # fewer training images than components
             out = np.pad(out, ((0, 0), (0, self.n_components - out.shape[1])))
         return out.astype(np.float32)

@@ -7,6 +7,7 @@ dataset size, a killed run resumes where it stopped, and a finished run is never
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -223,12 +224,15 @@ class ExtractJob:
         if not self.encoder.requires_fit:
             return
         indices = fit_indices(self.encoder, self.dataset)
-        tensors = [b for _, b, _ in self.preprocessed(indices) if b is not None]
-        if not tensors:
+        batches = (
+            self.encoder.normalize(b) for _, b, _ in self.preprocessed(indices) if b is not None
+        )
+        first = next(batches, None)
+        if first is None:
             raise MedprobeError(
                 f"no usable training image in dataset {self.dataset.name!r} to fit on"
             )
-        self.encoder.fit(self.encoder.normalize(torch.cat(tensors)))
+        self.encoder.fit(itertools.chain([first], batches))  # streamed: memory stays flat
 
     def run(
         self,
