@@ -137,9 +137,8 @@ def _transformers(module: nn.Module, at: str) -> Blocks | None:
     has_cls = getattr(embeddings, "cls_token", None) is not None or hasattr(
         embeddings, "class_embedding"
     )
-    registers = getattr(embeddings, "register_tokens", None)
-    prefix = int(has_cls) + (int(registers.shape[1]) if registers is not None else 0)
-    return Blocks(paths, "block", has_cls, prefix)
+    # a model with a class token is read at it; one without (SigLIP, Swin) has no prefix
+    return Blocks(paths, "block", has_cls)
 
 
 def _resnet(module: nn.Module, at: str) -> Blocks | None:
