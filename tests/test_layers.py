@@ -358,8 +358,9 @@ def test_layer_cka_of_a_model_with_itself_has_a_unit_diagonal(small, vit):
     np.testing.assert_allclose(np.diag(cka), 1.0, atol=1e-9)
     cross = cka[:4, 4:8]  # the model against a second extraction of itself
     np.testing.assert_allclose(np.diag(cross), 1.0, atol=2e-3)  # float16 storage
-    assert (cross[~np.eye(4, dtype=bool)] < 0.99).all()
-    assert (np.diag(cka[:4, 8:]) < 0.99).all()  # another random initialisation differs
+    # each layer is most like itself (random ViT blocks are alike: the residual stream)
+    assert np.diag(cross).min() > cross[~np.eye(4, dtype=bool)].max()
+    assert (np.diag(cka[:4, 8:]) < np.diag(cross) - 0.01).all()  # another initialisation
 
     def unit(encoder, taps):
         return UnitInput(
