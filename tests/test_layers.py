@@ -4,8 +4,10 @@ extraction in the store (final = today's entry), the planted-signal and CKA chec
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -381,3 +383,73 @@ def test_layer_cka_of_a_model_with_itself_has_a_unit_diagonal(small, vit):
     diagonal = same[same.layer == same.layer_b]
     np.testing.assert_allclose(diagonal.value, 1.0, atol=1e-9)
     assert rows.ci_low.le(rows.value).all() and rows.value.le(rows.ci_high).all()
+
+
+# ------------------------------------------------------------------------- study and CLI
+
+
+def test_study_layers_add_rows_and_leave_final_rows_unchanged(tmp_path):
+    from medprobe.encoders import register
+    from medprobe.study.config import StudyConfig
+    from medprobe.study.runner import Plan, run_models
+
+    register(
+        _timm_spec("vit_tiny_patch16_224", "projected", 32).model_copy(
+            update={"name": "test-tiny-vit-layers"}
+        )
+    )
+    config = StudyConfig.model_validate(
+        {
+            "name": "layers",
+            "models": ["pixels", {"name": "test-tiny-vit-layers", "layers": {"every": 6}}],
+            "datasets": [{"name": "s", "synthetic": {"kind": "dermoscopy", "n": 40, "size": 64}}],
+            "analyses": ["separability", "knn", "linear_probe", "similarity"],
+            "cache": str(tmp_path / "store"),
+        }
+    )
+    with pytest.raises(Exception, match="every"):
+        StudyConfig.model_validate({**config.model_dump(), "layers": {"every": 0}})
+    datasets = {"s": synthetic("dermoscopy", n=40, size=64, name="s")}
+    analyses = ("separability", "knn", "linear_probe", "similarity")
+    plain = Plan(analyses=analyses, embeddings=(), store=FeatureStore(tmp_path / "store"))
+    layered = replace(Plan.of(config), embeddings=())
+    before, _ = run_models(config.models, datasets, plain, show_progress=False)
+    after, _ = run_models(config.models, datasets, layered, show_progress=False)
+    old, new = before.results, after.results
+    assert set(old.layer) == {"final"}
+    finals = new[(new.layer == "final") & new.analysis.isin(old.analysis.unique())]
+    columns = [
+        "encoder",
+        "encoder_b",
+        "analysis",
+        "metric",
+        "param_k",
+        "value",
+        "ci_low",
+        "ci_high",
+    ]
+    pd.testing.assert_frame_equal(
+        finals[columns].reset_index(drop=True), old[columns].reset_index(drop=True)
+    )
+    blocks = new[new.layer.isin(["block_6", "block_12"])]
+    assert set(blocks.encoder) == {"test-tiny-vit-layers"}
+    assert {"separability", "knn", "linear_probe", "layer_best", "layer_similarity"} <= set(
+        new.analysis
+    ) and set(blocks.param_depth.dropna()) == {0.5, 1.0}
+    cka = new[new.analysis == "layer_similarity"]
+    pairs = set(zip(cka.encoder, cka.encoder_b, strict=True))
+    assert pairs == {
+        ("pixels", "pixels"),
+        ("pixels", "test-tiny-vit-layers"),
+        ("test-tiny-vit-layers", "test-tiny-vit-layers"),
+    }
+
+
+def test_cli_lists_the_layers(capsys):
+    from medprobe.cli import main
+
+    assert main(["layers", "random-resnet50"]) == 0
+    out = capsys.readouterr().out
+    for name, dim in (("stage_1", 256), ("stage_4", 2048), ("final", 2048)):
+        assert name in out and str(dim) in out
+    assert "gap: global average" in out
