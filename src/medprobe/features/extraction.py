@@ -185,8 +185,6 @@ class ExtractJob:
         self, indices: range
     ) -> Iterator[tuple[list[int], np.ndarray | None, list[SkippedRecord]]]:
         """Feature batches of records ``indices``, in order, on the job's engine."""
-        if self.engine == "ray" and self.taps:
-            raise MedprobeError("layer-wise extraction runs on the local engine, not on Ray")
         if self.engine == "ray":
             yield from ray_batches(
                 self.encoder, self.dataset, self.overlay, indices, self.batch_size

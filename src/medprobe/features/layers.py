@@ -79,6 +79,7 @@ def extract_layers(
     dtype: str = "float32",
     layer_dtype: str = "float16",
     shard_batches: int = 16,
+    engine: str = "local",
     decode: Decode = "fast",
     progress: Progress | None = None,
     show_progress: bool = True,
@@ -89,13 +90,14 @@ def extract_layers(
     ``cache`` as for ``extract`` (without one, every tap is held in memory); ``dtype`` is the
     storage of ``final``, ``layer_dtype`` that of the block taps (``float16`` or ``float32``;
     a block whose values do not fit float16 is an error naming it). Each FeatureSet's
-    ``meta`` names its ``layer``, ``layer_depth`` and ``layer_pooling``.
+    ``meta`` names its ``layer``, ``layer_depth`` and ``layer_pooling``. Block layers are
+    read on the local engine only (with ``engine="ray"``, only ``final`` can be asked for).
     """
     for name, value in (("dtype", dtype), ("layer_dtype", layer_dtype)):
         if value not in {"float32", "float16"}:
             raise MedprobeError(f"{name} must be float32 or float16, got {value!r}")
     taps = resolve_taps(encoder, layers)
-    common = {"overlay": overlay, "batch_size": batch_size, "decode": decode}
+    common = {"overlay": overlay, "batch_size": batch_size, "decode": decode, "engine": engine}
     if [t.name for t in taps] == [FINAL]:  # no block to read: plain extraction
         fs = extract(
             encoder,
@@ -112,9 +114,9 @@ def extract_layers(
     if batch_size <= 0:
         raise MedprobeError(f"batch size must be positive, got {batch_size}")
     dtypes = {t.name: dtype if t.name == FINAL else layer_dtype for t in taps}
-    job = ExtractJob(
-        encoder, dataset, overlay, batch_size, num_workers, "local", batch_size, decode
-    )
+    if engine != "local":
+        raise MedprobeError("layer-wise extraction runs on the local engine, not on Ray")
+    job = ExtractJob(encoder, dataset, overlay, batch_size, num_workers, engine, batch_size, decode)
     job = replace(job, taps=tuple(taps))
     store = FeatureStore(cache) if isinstance(cache, str | Path) else cache
     if store is None:

@@ -199,6 +199,7 @@ def run_unit(
                 cache=plan.store,
                 batch_size=plan.batch_size,
                 layer_dtype=plan.layer_dtype,
+                engine=plan.engine,
                 progress=stages.progress,
                 show_progress=show_progress,
             )
