@@ -281,7 +281,11 @@ _TEXT = tuple(c for c, (dtype, _) in SCHEMA.items() if dtype == "string")
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """The schema's dtypes; an empty text is missing (<NA>), as CSV cannot tell them apart."""
+    """The schema's dtypes; an empty text is missing (<NA>), as CSV cannot tell them apart.
+    A table written before a column existed (``layer_b``, ``param_depth``) gets it empty."""
+    missing = [c for c in SCHEMA if c not in frame]
+    if missing:
+        frame = frame.assign(**dict.fromkeys(missing, pd.NA))[list(SCHEMA)]
     frame = frame.astype({column: dtype for column, (dtype, _) in SCHEMA.items()})
     frame[list(_TEXT)] = frame[list(_TEXT)].replace("", pd.NA)
     return frame

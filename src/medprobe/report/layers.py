@@ -32,7 +32,8 @@ def depth_curves(results: pd.DataFrame) -> pd.DataFrame:
 
 def cka_matrices(results: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
     """``(dataset, model a, model b, layer x layer CKA matrix)`` for every pair of models that
-    has ``layer_similarity`` rows (each model with itself included), layers in depth order."""
+    has ``layer_similarity`` rows (each model with itself included) and more than one layer
+    between them (final x final is the cross-model similarity map's), layers in depth order."""
     rows = select(results, "layer_similarity", "linear_cka_unbiased", layer=None)
     out = []
     for (dataset, a, b), group in rows.groupby(["dataset", "encoder", "encoder_b"], sort=False):
@@ -41,6 +42,8 @@ def cka_matrices(results: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFram
         matrix = pd.DataFrame(np.nan, index=layers_a, columns=layers_b)
         for row in group.itertuples():
             matrix.loc[row.layer, row.layer_b] = row.value
+        if len(layers_a) == len(layers_b) == 1:  # two final embeddings: the similarity map
+            continue
         if a == b:  # the upper triangle was measured; CKA is symmetric
             matrix = matrix.combine_first(matrix.T).loc[layers_a, layers_a]
         out.append((dataset, a, b, matrix))
