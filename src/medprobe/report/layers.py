@@ -86,29 +86,40 @@ def depth_figure(curves: pd.DataFrame, dataset: str) -> go.Figure:
     fig = go.Figure()
     for encoder, group in rows.groupby("encoder", sort=False):
         style = styles[encoder]
-        fig.add_trace(
-            go.Scatter(
-                x=group.depth,
-                y=group.value,
-                mode="lines+markers",
-                name=f"{encoder} ({group.domain.iloc[0]})",
-                text=group.layer,
-                marker={"color": style.colour, "symbol": style.plotly_marker},
-                line={"color": style.colour},
-                error_y={
-                    "type": "data",
-                    "array": group.ci_high - group.value,
-                    "arrayminus": group.value - group.ci_low,
-                },
-                hovertemplate="%{text}: %{y:.3f}<extra>" + encoder + "</extra>",
+        for part, final in (
+            (group[group.layer != "final"], False),
+            (group[group.layer == "final"], True),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=part.depth,
+                    y=part.value,
+                    mode="markers" if final else "lines+markers",
+                    name=f"{encoder} ({group.domain.iloc[0]})" + (": final" if final else ""),
+                    text=part.layer,
+                    marker={
+                        "color": style.colour,
+                        "symbol": "star" if final else style.plotly_marker,
+                        "size": 12 if final else 7,
+                    },
+                    line={"color": style.colour},
+                    error_y={
+                        "type": "data",
+                        "array": part.ci_high - part.value,
+                        "arrayminus": part.value - part.ci_low,
+                    },
+                    hovertemplate="%{text}: %{y:.3f}<extra>" + encoder + "</extra>",
+                )
             )
-        )
     fig.update_layout(
         template="plotly_white",
         height=360,
         margin={"l": 20, "r": 20, "t": 40, "b": 20},
         title=f"linear-probe balanced accuracy vs relative depth ({DOMAIN_LEGEND})",
-        xaxis={"title": "relative depth (block i of N: i / N; final = 1)", "range": [0, 1.05]},
+        xaxis={
+            "title": "relative depth (block i of N: i / N; star: the final embedding)",
+            "range": [0, 1.05],
+        },
         yaxis={"title": "balanced accuracy (95% CI)"},
     )
     return fig

@@ -209,20 +209,25 @@ def layer_figures(results: pd.DataFrame, folder: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         for encoder, group in rows.groupby("encoder", sort=False):
             style = styles[encoder]
-            err = np.vstack([group.value - group.ci_low, group.ci_high - group.value])
-            ax.errorbar(
-                group.depth,
-                group.value,
-                yerr=err,
-                color=style.colour,
-                marker=style.marker,
-                markersize=4,
-                capsize=2,
-                linewidth=1,
-                label=f"{encoder} ({group.domain.iloc[0]})",
-            )
+            for part, final in (
+                (group[group.layer != "final"], False),
+                (group[group.layer == "final"], True),
+            ):
+                err = np.vstack([part.value - part.ci_low, part.ci_high - part.value])
+                ax.errorbar(
+                    part.depth,
+                    part.value,
+                    yerr=err,
+                    color=style.colour,
+                    marker="*" if final else style.marker,
+                    markersize=8 if final else 4,
+                    capsize=2,
+                    linewidth=0 if final else 1,
+                    elinewidth=1,
+                    label=None if final else f"{encoder} ({group.domain.iloc[0]})",
+                )
         ax.set_xlim(0, 1.05)
-        ax.set_xlabel("relative depth (block i of N: i / N; final = 1)")
+        ax.set_xlabel("relative depth (block i of N: i / N; star: the final embedding)")
         ax.set_ylabel("linear-probe balanced accuracy")
         ax.set_title(f"{dataset}\n{DOMAIN_LEGEND}", fontsize=9)
         _legend_outside(ax, fontsize=8)
