@@ -66,8 +66,8 @@ class Tap:
             return x.mean(dim=(2, 3))
         if self.tokens_first:
             x = x.transpose(0, 1)
-        if self.pooling == "cls":
-            return x[:, 0]
+        if self.pooling == "cls":  # a copy: a view would keep the block's token map alive
+            return x[:, 0].clone()
         return x[:, self.prefix :].mean(dim=1)
 
 
