@@ -80,6 +80,11 @@ DeviceOption = Annotated[
 PrecisionOption = Annotated[
     str, typer.Option(help="fp32, bf16 or fp16 (part of the cache key; runs on CPU too).")
 ]
+WeightsOption = Annotated[Path | None, typer.Option(help="Local folder or file of weights.")]
+RevisionOption = Annotated[str | None, typer.Option(help="Hub revision (commit) to use.")]
+RemoteCodeOption = Annotated[
+    bool, typer.Option(help="Allow this model to run code from its repository.")
+]
 
 
 def positive(value: int, option: str) -> int:
@@ -558,11 +563,9 @@ def models_show(
 @models_app.command("check")
 def models_check(
     name: Annotated[str, typer.Argument(help="A zoo name, alias or local:/path.")],
-    weights: Annotated[Path | None, typer.Option(help="Local folder or file of weights.")] = None,
-    revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to use.")] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow this model to run code from its repository.")
-    ] = False,
+    weights: WeightsOption = None,
+    revision: RevisionOption = None,
+    trust_remote_code: RemoteCodeOption = False,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
 ) -> None:
@@ -589,11 +592,9 @@ def models_check(
 @app.command("layers")
 def layers_command(
     name: Annotated[str, typer.Argument(help="A zoo name, alias or local:/path.")],
-    weights: Annotated[Path | None, typer.Option(help="Local folder or file of weights.")] = None,
-    revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to use.")] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow this model to run code from its repository.")
-    ] = False,
+    weights: WeightsOption = None,
+    revision: RevisionOption = None,
+    trust_remote_code: RemoteCodeOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable taps.")] = False,
 ) -> None:
     """The layers a study can read a model at (``layers:`` in a study file): name, relative

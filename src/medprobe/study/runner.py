@@ -181,27 +181,18 @@ def run_unit(
     pair = f"{encoder.name} on {dataset.name}"
     with stages.step("extraction"):
         tapped: dict[str, FeatureSet] = {}
+        common: dict[str, Any] = {
+            "cache": plan.store,
+            "batch_size": plan.batch_size,
+            "engine": plan.engine,
+            "progress": stages.progress,
+            "show_progress": show_progress,
+        }
         if layers is None:
-            fs = extract(
-                encoder,
-                dataset,
-                cache=plan.store,
-                batch_size=plan.batch_size,
-                engine=plan.engine,
-                progress=stages.progress,
-                show_progress=show_progress,
-            )
+            fs = extract(encoder, dataset, **common)
         else:  # final and the blocks from one pass (final: the same store entry as above)
             tapped = extract_layers(
-                encoder,
-                dataset,
-                layers,
-                cache=plan.store,
-                batch_size=plan.batch_size,
-                layer_dtype=plan.layer_dtype,
-                engine=plan.engine,
-                progress=stages.progress,
-                show_progress=show_progress,
+                encoder, dataset, layers, layer_dtype=plan.layer_dtype, **common
             )
             fs = tapped["final"]
     unit_input = UnitInput(
