@@ -39,6 +39,7 @@ def _timm_spec(architecture: str, embedding: str, dim: int, seed: int = 0) -> En
     return base.model_copy(
         update={
             "name": f"tiny-{architecture}-{seed}",
+            "aliases": (),
             "architecture": architecture,
             "embed_dim": dim,
             "preprocessing": _PRE64,
