@@ -80,6 +80,11 @@ DeviceOption = Annotated[
 PrecisionOption = Annotated[
     str, typer.Option(help="fp32, bf16 or fp16 (part of the cache key; runs on CPU too).")
 ]
+WeightsOption = Annotated[Path | None, typer.Option(help="Local folder or file of weights.")]
+RevisionOption = Annotated[str | None, typer.Option(help="Hub revision (commit) to use.")]
+RemoteCodeOption = Annotated[
+    bool, typer.Option(help="Allow this model to run code from its repository.")
+]
 
 
 def positive(value: int, option: str) -> int:
@@ -115,7 +120,11 @@ def summary_table(results, analysis: str, metric: str):
     long dataset names fold in their header."""
     from rich.table import Table
 
-    rows = results[(results.analysis == analysis) & (results.metric == metric)]
+    rows = results[
+        (results.analysis == analysis)
+        & (results.metric == metric)
+        & (results.layer.fillna("final") == "final")
+    ]
     datasets = list(dict.fromkeys(rows.dataset))
     table = Table(title=f"{analysis.replace('_', ' ')}: {metric.replace('_', ' ')} [95% CI]")
     table.add_column("model", no_wrap=True)
@@ -554,11 +563,9 @@ def models_show(
 @models_app.command("check")
 def models_check(
     name: Annotated[str, typer.Argument(help="A zoo name, alias or local:/path.")],
-    weights: Annotated[Path | None, typer.Option(help="Local folder or file of weights.")] = None,
-    revision: Annotated[str | None, typer.Option(help="Hub revision (commit) to use.")] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow this model to run code from its repository.")
-    ] = False,
+    weights: WeightsOption = None,
+    revision: RevisionOption = None,
+    trust_remote_code: RemoteCodeOption = False,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
 ) -> None:
@@ -580,6 +587,38 @@ def models_check(
         f"{encoder.name}: ok, {features.shape[1]}-d features on {encoder.device} in "
         f"{encoder.precision} from {encoder.weights_source or 'built-in/random weights'}"
     )
+
+
+@app.command("layers")
+def layers_command(
+    name: Annotated[str, typer.Argument(help="A zoo name, alias or local:/path.")],
+    weights: WeightsOption = None,
+    revision: RevisionOption = None,
+    trust_remote_code: RemoteCodeOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable taps.")] = False,
+) -> None:
+    """The layers a study can read a model at (``layers:`` in a study file): name, relative
+    depth, pooling, width and the module tapped; built on the CPU."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from medprobe.encoders import create_encoder
+    from medprobe.encoders.layers import POOLINGS
+
+    encoder = create_encoder(
+        name, weights=weights, revision=revision, trust_remote_code=trust_remote_code
+    )
+    taps = encoder.layers()
+    if as_json:
+        typer.echo(json.dumps([asdict(t) for t in taps], indent=2))
+        return
+    table = Table("layer", "depth", "pooling", "dim", "module", box=None, pad_edge=False)
+    for tap in taps:
+        table.add_row(tap.name, f"{tap.depth:.2f}", tap.pooling, str(tap.dim), tap.module or "-")
+    output.print(table, no_wrap=True, overflow="ellipsis")
+    for pooling in dict.fromkeys(t.pooling for t in taps):
+        output.print(f"{pooling}: {POOLINGS[pooling]}", highlight=False)
 
 
 @app.command("extract")

@@ -17,8 +17,8 @@ from typing import Literal
 from medprobe.errors import MedprobeError
 
 #: When an analysis runs: ``listed`` when the study names it in ``analyses:``; ``always``;
-#: ``overlays`` / ``text_audit`` when the study file has that section.
-Trigger = Literal["listed", "always", "overlays", "text_audit"]
+#: ``overlays`` / ``text_audit`` / ``layers`` when the study file has that section.
+Trigger = Literal["listed", "always", "overlays", "text_audit", "layers"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ def listed_analyses() -> tuple[str, ...]:
 
 
 _SUITE = "medprobe.analysis.suite"
+_LAYERS = "medprobe.analysis.layer_suite"
 _TEXT = "medprobe.analysis.text_side"
 for _entry in (
     AnalysisEntry(
@@ -109,6 +110,19 @@ for _entry in (
         scope="dataset",
     ),
     AnalysisEntry("overlay", f"{_SUITE}:overlay", "text-overlay bias probe", trigger="overlays"),
+    AnalysisEntry(
+        "layers",
+        f"{_LAYERS}:layer_probes",
+        "separability, kNN and linear probes per layer; best layer vs final (paired)",
+        trigger="layers",
+    ),
+    AnalysisEntry(
+        "layer_similarity",
+        f"{_LAYERS}:layer_similarity",
+        "layer x layer unbiased linear CKA of every pair of models, each with itself",
+        scope="dataset",
+        trigger="layers",
+    ),
     # The text side: vision-only encoders get a "no text tower" row from each (so not
     # needs_text, which would skip them silently).
     AnalysisEntry(

@@ -48,6 +48,7 @@ PARAMS: dict[str, tuple[str, str]] = {
     "class_names": ("string", "names filling the templates: given, expert, lay, synonym N"),
     "terms": ("string", "expert or lay class names, or their difference (expert - lay)"),
     "spread": ("string", "what a spread row varies: templates or class_names"),
+    "depth": ("Float64", "relative depth of a layer row's layer (block i of N: i / N)"),
 }
 #: Choices a fitted analysis made, as ``selected_<name>`` columns.
 SELECTED: dict[str, tuple[str, str]] = {
@@ -64,6 +65,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "dataset": ("string", "the dataset, as named in the study"),
     "modality": ("string", "the dataset's imaging modality"),
     "layer": ("string", "the network layer of the features (final: the embedding)"),
+    "layer_b": ("string", "the other model's layer of a layer x layer row (layer_similarity)"),
     "analysis": ("string", "the analysis (separability, knn, linear_probe, ...)"),
     "metric": ("string", "what was measured"),
     "split": ("string", "images measured: test, or all (analyses that train nothing)"),
@@ -114,6 +116,7 @@ class Row:
     modality: str = ""
     encoder_b: str = ""
     layer: str = "final"
+    layer_b: str = ""
     split: str = "all"
     unit: str = "image"
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -186,6 +189,7 @@ class RowContext:
         params: Mapping[str, Any] | None = None,
         selected: Mapping[str, float] | None = None,
         encoder_b: str = "",
+        layer_b: str = "",
     ) -> list[Row]:
         """One row per metric of ``scores``; ``params`` (added to the context's own) and
         ``selected`` must be schema names.
@@ -213,6 +217,7 @@ class RowContext:
                 modality=self.modality,
                 encoder_b=encoder_b,
                 layer=self.layer,
+                layer_b=layer_b,
                 split=split,
                 unit=self.unit,
                 params=params,
@@ -276,7 +281,11 @@ _TEXT = tuple(c for c, (dtype, _) in SCHEMA.items() if dtype == "string")
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """The schema's dtypes; an empty text is missing (<NA>), as CSV cannot tell them apart."""
+    """The schema's dtypes; an empty text is missing (<NA>), as CSV cannot tell them apart.
+    A table written before a column existed (``layer_b``, ``param_depth``) gets it empty."""
+    missing = [c for c in SCHEMA if c not in frame]
+    if missing:
+        frame = frame.assign(**dict.fromkeys(missing, pd.NA))[list(SCHEMA)]
     frame = frame.astype({column: dtype for column, (dtype, _) in SCHEMA.items()})
     frame[list(_TEXT)] = frame[list(_TEXT)].replace("", pd.NA)
     return frame

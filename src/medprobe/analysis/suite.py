@@ -58,6 +58,9 @@ class UnitInput:
     protocols: Sequence[str] = ("medprobe",)
     #: filled by analyses that keep per-image predictions (paired model comparisons)
     predictions: dict[str, Any] = field(default_factory=dict)
+    #: the features of every layer the study reads (tap name -> FeatureSet, ``final``
+    #: included), empty when the study reads the final embedding only
+    layers: dict[str, FeatureSet] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -168,10 +171,16 @@ def knn(unit: UnitInput) -> list[Row]:
 def linear_probe(unit: UnitInput) -> list[Row]:
     """Logistic-regression probe for each of the unit's protocols; keeps the first protocol's
     test predictions for paired comparisons."""
+    return fitted_linear_probes(unit)[0]
+
+
+def fitted_linear_probes(unit: UnitInput) -> tuple[list[Row], list[LinearProbe]]:
+    """:func:`linear_probe`'s rows and its fitted probes, one per protocol."""
     fs = unit.features
-    rows = []
+    rows, probes = [], []
     for protocol in unit.protocols:
         linear = LinearProbe(protocol=protocol, seed=unit.seed).fit(fs)
+        probes.append(linear)
         if not unit.predictions:
             test = fs.split("test")
             unit.predictions.update(
@@ -189,7 +198,7 @@ def linear_probe(unit: UnitInput) -> list[Row]:
             params={"protocol": protocol},
             selected={"C": linear.C_},
         )
-    return rows
+    return rows, probes
 
 
 def few_shot(unit: UnitInput) -> list[Row]:

@@ -10,13 +10,14 @@ every feature cache key), and :attr:`Encoder.recipe` rebuilds the same encoder e
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
 import numpy as np
 import torch
 from PIL import Image
 
+from medprobe.encoders.layers import FINAL, Tap, block_taps, capture, final_tap, find_blocks
 from medprobe.encoders.options import PRECISIONS, BuildOptions, Precision, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
 from medprobe.encoders.transforms import build_geometry, normalize
@@ -24,6 +25,16 @@ from medprobe.errors import MedprobeError
 from medprobe.fingerprint import fingerprint
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _check_taps(encoder: Encoder, taps: Sequence[Tap]) -> None:
+    own = set(encoder.layers())
+    foreign = [t.name for t in taps if t not in own]
+    if foreign:
+        raise MedprobeError(
+            f"{encoder.name} has no layer {', '.join(map(repr, foreign))}; its layers: "
+            f"{', '.join(t.name for t in encoder.layers())}"
+        )
 
 
 class Encoder(ABC):
@@ -113,6 +124,17 @@ class Encoder(ABC):
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """A batch ``[N, 3, S, S]`` from :meth:`preprocess` -> float32 features ``[N, D]``."""
 
+    def layers(self) -> tuple[Tap, ...]:
+        """The named taps features can be read at, in network order, ``final`` last
+        (:mod:`medprobe.encoders.layers`); encoders without blocks have ``final`` only."""
+        return (final_tap(self._spec.embed_dim),)
+
+    def encode_layers(self, batch: torch.Tensor, taps: Sequence[Tap]) -> dict[str, np.ndarray]:
+        """A batch from :meth:`preprocess` -> float32 ``[N, tap.dim]`` features of every tap in
+        ``taps``, from one forward pass; ``final`` is exactly :meth:`encode_images`' output."""
+        _check_taps(self, taps)
+        return {FINAL: self.encode_images(batch)}
+
     @property
     def has_text(self) -> bool:
         """Whether :meth:`encode_texts` is available (vision-language models)."""
@@ -178,6 +200,7 @@ class TorchEncoder(Encoder):
         if self.device.type == "cuda":  # conv nets run faster channels-last on GPU
             module = module.to(memory_format=torch.channels_last)
         self._module = module
+        self._taps: tuple[Tap, ...] | None = None
 
     @property
     def module(self) -> torch.nn.Module:
@@ -198,13 +221,41 @@ class TorchEncoder(Encoder):
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.precision != "fp32")
 
-    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+    def _on_device(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, dtype=self.dtype, non_blocking=True)
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), self._autocast():
-            out = self.forward(batch)
+            out = self.forward(self._on_device(batch))
         return out.float().cpu().numpy()
+
+    def layers(self) -> tuple[Tap, ...]:
+        """Every block / stage of the image tower (found by :func:`find_blocks`; widths from
+        one probe forward of a blank image) and ``final``. Blocks the model's forward does
+        not run through (remote code with its own path) are not offered."""
+        if self._taps is None:
+            blocks, found = find_blocks(self._module), []
+            if blocks is not None:
+                size = self._spec.preprocessing.image_size
+                probe = torch.zeros(1, 3, size, size)
+                shapes_of = [Tap(p, "mean", 0, 0.0, p) for p in blocks.paths]
+                with capture(self._module, shapes_of, shapes=True) as shapes:
+                    self.encode_images(probe)
+                if len(shapes) == len(blocks.paths):
+                    found = block_taps(blocks, [shapes[p] for p in blocks.paths])
+            self._taps = (*found, final_tap(self._spec.embed_dim))
+        return self._taps
+
+    def encode_layers(self, batch: torch.Tensor, taps: Sequence[Tap]) -> dict[str, np.ndarray]:
+        _check_taps(self, taps)
+        blocks = [t for t in taps if t.name != FINAL]
+        with capture(self._module, blocks) as pooled, torch.inference_mode(), self._autocast():
+            out = self.forward(self._on_device(batch))
+        found = {t.name: pooled[t.name].float().cpu().numpy() for t in blocks}
+        return {**found, FINAL: out.float().cpu().numpy()}
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
         """The text-tower call; VLM subclasses implement it."""

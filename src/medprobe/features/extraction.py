@@ -27,6 +27,7 @@ from medprobe._version import __version__
 from medprobe.datasets.base import Dataset, Record, SkippedRecord
 from medprobe.datasets.splits import stratified_sample
 from medprobe.encoders.base import Encoder
+from medprobe.encoders.layers import Tap
 from medprobe.errors import BadImageError, MedprobeError
 from medprobe.features.featureset import FeatureSet
 from medprobe.features.ray_engine import ray_batches
@@ -141,7 +142,9 @@ class ExtractJob:
     ``workers=None`` measures the first batch (decode and model time per image) and picks the
     worker count that keeps both busy (:func:`choose_workers`); decoding then overlaps the
     model. ``decode="fast"`` decodes JPEGs at a reduced scale where the model's resize allows
-    (:func:`decode_size`); the mode is part of the feature key.
+    (:func:`decode_size`); the mode is part of the feature key. With ``taps``, every batch is
+    encoded once into the features of each tap (:meth:`Encoder.encode_layers`) and the sink
+    gets one part per tap.
     """
 
     encoder: Encoder
@@ -152,6 +155,7 @@ class ExtractJob:
     engine: str = "local"
     shard_size: int = 512
     decode: Decode = "exact"
+    taps: tuple[Tap, ...] = ()
 
     def preprocessed(
         self, indices: Sequence[int] | range, workers: int = 0
@@ -213,9 +217,11 @@ class ExtractJob:
             for idx, batch, bad in self.preprocessed(rest, workers):
                 yield idx, self._encode(batch), bad
 
-    def _encode(self, batch: torch.Tensor | None) -> np.ndarray | None:
+    def _encode(self, batch: torch.Tensor | None) -> np.ndarray | dict[str, np.ndarray] | None:
         if batch is None:
             return None
+        if self.taps:
+            return self.encoder.encode_layers(self.encoder.normalize(batch), self.taps)
         return self.encoder.encode_images(self.encoder.normalize(batch))
 
     def fit_encoder(self) -> None:
@@ -244,7 +250,8 @@ class ExtractJob:
         done: int = 0,
     ) -> None:
         """Encode ``indices`` and hand the sink one part per ``shard_size`` records, in order."""
-        dataset, dim = self.dataset, self.encoder.spec.embed_dim
+        dataset = self.dataset
+        dim = {t.name: t.dim for t in self.taps} or self.encoder.spec.embed_dim
         with optional_progress(progress, show_progress) as bar:
             task = bar.add_task(
                 f"{self.encoder.name} on {dataset.name}", total=len(dataset), completed=done
@@ -384,12 +391,18 @@ def described(
     dataset: Dataset,
     overlay: ImageOverlay | None,
     where: dict[str, Any],
+    dim: int | None = None,
 ) -> FeatureSet:
     """Features by image id, described by ``dataset`` as given now: its labels, splits,
-    groups, class names, name, modality and prompts (a store keys content, never these)."""
+    groups, class names, name, modality and prompts (a store keys content, never these).
+    ``dim``: the width expected (default: the spec's embedding; a layer tap's own)."""
     if len(ids) == 0:
         raise MedprobeError(f"no usable image in dataset {dataset.name!r}")
-    if features.shape[1] != encoder.spec.embed_dim:
+    if dim is not None and features.shape[1] != dim:
+        raise MedprobeError(
+            f"{encoder.name} produced {features.shape[1]}-d features at a layer of width {dim}"
+        )
+    if dim is None and features.shape[1] != encoder.spec.embed_dim:
         raise MedprobeError(
             f"{encoder.name} produced {features.shape[1]}-d features but its spec says "
             f"{encoder.spec.embed_dim}; the weights do not match the spec"
@@ -443,16 +456,28 @@ class _StoreSink:
         self.entry.add_shard(start, stop, part)
 
 
+def _joined(chunks: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+
+
 def _part(
     dataset: Dataset,
     indices: list[int],
-    chunks: list[np.ndarray],
+    chunks: list[np.ndarray] | list[dict[str, np.ndarray]],
     skipped: list[SkippedRecord],
-    dim: int,
-) -> dict[str, np.ndarray]:
-    return {
-        "features": np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32),
+    dim: int | dict[str, int],
+) -> dict[str, Any]:
+    """One shard's arrays; with taps (``dim`` per tap name), ``features`` maps each tap to
+    its array and ``indices`` holds the kept records' positions."""
+    part: dict[str, Any] = {
         "ids": np.array([dataset.records[i].id for i in indices], dtype=str),
         "skipped_ids": np.array([s.id for s in skipped], dtype=str),
         "skipped_reasons": np.array([s.reason for s in skipped], dtype=str),
     }
+    if isinstance(dim, dict):
+        by_tap = {name: [c[name] for c in chunks] for name in dim}
+        part["features"] = {name: _joined(by_tap[name], d) for name, d in dim.items()}
+        part["indices"] = np.array(indices, dtype=np.int64)
+    else:
+        part["features"] = _joined(chunks, dim)
+    return {"features": part.pop("features"), **part}

@@ -29,6 +29,13 @@ from medprobe.report.figures import (
     interval_points_figure,
     prompt_spread_figure,
 )
+from medprobe.report.layers import (
+    best_layer_table,
+    cka_figure,
+    cka_matrices,
+    depth_curves,
+    depth_figure,
+)
 from medprobe.report.paper_figures import write_figures
 from medprobe.report.selection import (
     KEY_METRICS,
@@ -52,6 +59,7 @@ RESULT_COLUMNS = {
     "dataset": "dataset",
     "encoder": "model",
     "domain": "domain",
+    "layer": "layer",
     "analysis": "analysis",
     "metric": "metric",
     "setting": "setting",
@@ -396,6 +404,22 @@ def _text_side_section(results: pd.DataFrame, n_classes: dict[str, int]) -> dict
     }
 
 
+def _layers_section(results: pd.DataFrame) -> dict[str, Any]:
+    """Accuracy vs depth per dataset, CKA heatmaps per model pair, best layer vs final."""
+    curves = depth_curves(results)
+    return {
+        "curves": [
+            (dataset, _figure_html(depth_figure(curves, dataset)))
+            for dataset in dict.fromkeys(curves.dataset)
+        ],
+        "heatmaps": [
+            (f"{dataset}: {a} x {b}", _figure_html(cka_figure(matrix, a, b)))
+            for dataset, a, b, matrix in cka_matrices(results)
+        ],
+        "best": best_layer_table(results),
+    }
+
+
 def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = None) -> str:
     """The report as one HTML string."""
     results = displayable(outcome.results)
@@ -441,6 +465,7 @@ def render_report(outcome: StudyOutcome, provenance: dict[str, Any] | None = Non
         overlay=_overlay_section(outcome, results),
         audit=_audit_section(outcome, results),
         text_side=_text_side_section(results, class_counts(outcome.datasets)),
+        layers=_layers_section(results),
     )
 
 

@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 
 from medprobe.analysis.outcome import StudyOutcome
 from medprobe.names import slug as safe_name
+from medprobe.report.layers import cka_matrices, depth_curves
 from medprobe.report.selection import KEY_METRICS, displayable, metric_name, select, slug, title
 from medprobe.report.style import DOMAIN_LEGEND, chance_level, class_counts, model_styles
 
@@ -198,6 +199,52 @@ def domain_summary(results: pd.DataFrame, folder: Path) -> list[Path]:
     return _save(fig, folder, "domain_summary")
 
 
+def layer_figures(results: pd.DataFrame, folder: Path) -> list[Path]:
+    """Per dataset, balanced accuracy vs relative depth (domain colours, 95% CIs); per
+    dataset and model pair, the layer x layer CKA heatmap."""
+    paths = []
+    curves = depth_curves(results)
+    styles = _styles(results)
+    for dataset, rows in curves.groupby("dataset", sort=False):
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for encoder, group in rows.groupby("encoder", sort=False):
+            style = styles[encoder]
+            for part, final in (
+                (group[group.layer != "final"], False),
+                (group[group.layer == "final"], True),
+            ):
+                err = np.vstack([part.value - part.ci_low, part.ci_high - part.value])
+                ax.errorbar(
+                    part.depth,
+                    part.value,
+                    yerr=err,
+                    color=style.colour,
+                    marker="*" if final else style.marker,
+                    markersize=8 if final else 4,
+                    capsize=2,
+                    linewidth=0 if final else 1,
+                    elinewidth=1,
+                    label=None if final else f"{encoder} ({group.domain.iloc[0]})",
+                )
+        ax.set_xlim(0, 1.05)
+        ax.set_xlabel("relative depth (block i of N: i / N; star: the final embedding)")
+        ax.set_ylabel("linear-probe balanced accuracy")
+        ax.set_title(f"{dataset}\n{DOMAIN_LEGEND}", fontsize=9)
+        _legend_outside(ax, fontsize=8)
+        paths += _save(fig, folder, f"layers_depth_{dataset}")
+    for dataset, a, b, matrix in cka_matrices(results):
+        fig, ax = plt.subplots(figsize=(1.5 + 0.3 * matrix.shape[1], 1.2 + 0.3 * matrix.shape[0]))
+        image = ax.imshow(matrix.values.astype(float), vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=90, fontsize=7)
+        ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize=7)
+        ax.set_xlabel(b, fontsize=8)
+        ax.set_ylabel(a, fontsize=8)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        ax.set_title(f"{dataset}: layer CKA (unbiased)", fontsize=9)
+        paths += _save(fig, folder, f"layers_cka_{dataset}_{a}_{b}")
+    return paths
+
+
 def write_figures(outcome: StudyOutcome, folder: Path) -> list[Path]:
     """Every paper figure of ``outcome`` in ``folder`` (PNG, PDF, SVG each)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -207,4 +254,5 @@ def write_figures(outcome: StudyOutcome, folder: Path) -> list[Path]:
         + paper_metric_bars(results, folder, class_counts(outcome.datasets))
         + similarity_heatmaps(results, folder)
         + domain_summary(results, folder)
+        + layer_figures(results, folder)
     )

@@ -54,14 +54,22 @@ def displayable(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def select(
-    results: pd.DataFrame, analysis: str, metric: str, params: Mapping[str, Any] = ()
+    results: pd.DataFrame,
+    analysis: str,
+    metric: str,
+    params: Mapping[str, Any] = (),
+    *,
+    layer: str | None = "final",
 ) -> pd.DataFrame:
-    """The rows of one analysis and metric whose ``param_*`` columns equal ``params``.
+    """The rows of one analysis and metric whose ``param_*`` columns equal ``params``, at
+    ``layer`` (default: the final embedding; None: every layer).
 
     A linear probe run under several protocols counts once, under the default one (medprobe),
     unless ``params`` names the protocol."""
     params = dict(params)
     keep = (results.analysis == analysis) & (results.metric == metric)
+    if layer is not None and "layer" in results:
+        keep &= results.layer.fillna("final").replace("", "final") == layer
     for name, value in params.items():
         keep &= results[f"param_{name}"] == value
     if "protocol" not in params and "param_protocol" in results:

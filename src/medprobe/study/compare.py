@@ -109,6 +109,7 @@ def compare(out: Path, *, n_permutations: int = 9999, seed: int = 0) -> list[Com
         rows = results[
             (results.dataset == dataset)
             & (results.analysis == "linear_probe")
+            & (results.layer.fillna("final") == "final")
             & (results.metric == METRIC)
             & (results.param_protocol.fillna("medprobe") == protocol)
         ]

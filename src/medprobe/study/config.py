@@ -37,9 +37,25 @@ Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
+class EveryLayers(_Strict):
+    """``layers: {every: N}``: every N-th block (the last one included) and ``final``."""
+
+    every: int = Field(gt=0)
+
+
+#: ``layers:`` ``all``, a list of layer names (``medprobe layers MODEL``), or ``{every: N}``
+Layers = Literal["all"] | list[str] | EveryLayers
+
+
+def layer_selection(layers: Layers | None) -> str | list[str] | dict[str, int] | None:
+    """A ``layers:`` value as :func:`medprobe.encoders.layers.select_taps` takes it."""
+    return layers.model_dump() if isinstance(layers, EveryLayers) else layers
+
+
 class ModelEntry(_Strict):
     """A zoo name (or ``local:/path``), optionally with local weights or a pinned revision, and
-    its own ``device`` / ``precision`` (default: the study's)."""
+    its own ``device`` / ``precision`` (default: the study's) and ``layers`` (default: the
+    study's)."""
 
     name: str
     weights: str | None = None
@@ -48,6 +64,7 @@ class ModelEntry(_Strict):
     domain: Literal["medical", "general", "baseline", "unknown"] = "unknown"
     device: Device | None = None
     precision: Precision | None = None
+    layers: Layers | None = None
 
 
 class DatasetEntry(_Strict):
@@ -202,6 +219,12 @@ class StudyConfig(_Strict):
         "fp32", description="every model's precision, where it applies (baselines: fp32)"
     )
     batch_size: int = Field(32, gt=0)
+    layers: Layers | None = Field(
+        None, description="layers every model is analysed at besides final (layer-wise section)"
+    )
+    layer_dtype: Literal["float16", "float32"] = Field(
+        "float16", description="storage of the block layers' features (final: float32)"
+    )
     thumbnails: int = Field(3000, ge=0, description="hover thumbnails per dataset in the report")
     mlflow: MlflowConfig | None = None
     base_dir: str = "."

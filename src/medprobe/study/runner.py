@@ -30,6 +30,7 @@ from medprobe.encoders import computes_in, create_encoder
 from medprobe.encoders.base import Encoder
 from medprobe.errors import MedprobeError
 from medprobe.features import FeatureSet, extract
+from medprobe.features.layers import extract_layers
 from medprobe.features.store import FeatureStore
 from medprobe.fingerprint import fingerprint
 from medprobe.overlay.spec import OverlaySpec
@@ -37,7 +38,7 @@ from medprobe.paths import default_cache_dir
 from medprobe.progress import Stages, collected_warnings, console, progress_bar
 from medprobe.report.outputs import write_results, write_views
 from medprobe.report.thumbnails import captioned, overlay_examples, thumbnails
-from medprobe.study.config import ModelEntry, StudyConfig, TextAuditConfig
+from medprobe.study.config import ModelEntry, StudyConfig, TextAuditConfig, layer_selection
 from medprobe.study.provenance import encoder_provenance, write_run_json
 from medprobe.study.units import Unit, UnitStore
 
@@ -60,6 +61,11 @@ class Plan:
     precision: str = "fp32"
     n_thumbnails: int = 3000
     protocols: tuple[str, ...] = ("medprobe",)
+    #: the study-level ``layers:`` (a model's own overrides it) and the block layers' storage
+    layers: Any = None
+    layer_dtype: str = "float16"
+    #: whether any model reads layers (the ``layers`` analyses run)
+    layered: bool = False
     run: RunInfo = field(default_factory=RunInfo.new)
 
     @classmethod
@@ -77,7 +83,14 @@ class Plan:
             precision=config.precision,
             n_thumbnails=config.thumbnails,
             protocols=config.linear_probe.protocols(),
+            layers=layer_selection(config.layers),
+            layer_dtype=config.layer_dtype,
+            layered=config.layers is not None or any(m.layers for m in config.models),
         )
+
+    def layers_of(self, model: ModelEntry) -> Any:
+        """The layers a model is read at: its own ``layers:``, else the study's."""
+        return layer_selection(model.layers) if model.layers is not None else self.layers
 
     def build(self, model: ModelEntry) -> Encoder:
         """The encoder of a study's model entry: its own device and precision, else the plan's
@@ -105,11 +118,17 @@ class Plan:
             "listed": entry.name in self.analyses,
             "overlays": bool(self.overlays),
             "text_audit": self.text_audit is not None and self.text_audit.reliance,
+            "layers": self.layered,
         }[entry.trigger]
 
-    def unit_key(self, encoder: Encoder, dataset: Dataset) -> str:
-        """Everything that changes a unit's results (a stored unit is reused only on a match)."""
+    def unit_key(
+        self, encoder: Encoder, dataset: Dataset, layers: Sequence[FeatureSet] = ()
+    ) -> str:
+        """Everything that changes a unit's results (a stored unit is reused only on a match);
+        ``layers``: the layers' features (a unit without them keeps its key)."""
+        read = [fs.meta["cache_key"] for fs in layers] if self.layered else []
         return fingerprint(
+            *([read, self.layer_dtype] if self.layered else []),
             UNIT_FORMAT,
             __version__,
             encoder.identity(),
@@ -152,22 +171,30 @@ def run_unit(
     saved: UnitStore | None = None,
     stages: Stages | None = None,
     show_progress: bool = False,
+    layers: Any = None,
 ) -> Unit:
     """Extract (or reuse) the features of ``encoder`` on ``dataset`` and run the plan's
     analyses on them; a unit stored for the same key is reused instead of recomputed.
-    ``stages`` times each step (and shows it on its progress display)."""
+    ``stages`` times each step (and shows it on its progress display); ``layers`` (a
+    ``layers:`` selection) adds the features of those layers, from one more pass."""
     stages = stages or Stages()
     pair = f"{encoder.name} on {dataset.name}"
     with stages.step("extraction"):
-        fs = extract(
-            encoder,
-            dataset,
-            cache=plan.store,
-            batch_size=plan.batch_size,
-            engine=plan.engine,
-            progress=stages.progress,
-            show_progress=show_progress,
-        )
+        tapped: dict[str, FeatureSet] = {}
+        common: dict[str, Any] = {
+            "cache": plan.store,
+            "batch_size": plan.batch_size,
+            "engine": plan.engine,
+            "progress": stages.progress,
+            "show_progress": show_progress,
+        }
+        if layers is None:
+            fs = extract(encoder, dataset, **common)
+        else:  # final and the blocks from one pass (final: the same store entry as above)
+            tapped = extract_layers(
+                encoder, dataset, layers, layer_dtype=plan.layer_dtype, **common
+            )
+            fs = tapped["final"]
     unit_input = UnitInput(
         features=fs,
         encoder=encoder,
@@ -178,8 +205,9 @@ def run_unit(
         overlays=plan.overlays,
         text_audit=audit,
         protocols=plan.protocols,
+        layers=tapped,
     )
-    key = plan.unit_key(encoder, dataset)
+    key = plan.unit_key(encoder, dataset, list(tapped.values()))
     unit = saved.load(encoder.name, dataset.name, key) if saved else None
     if unit is None:
         views = []
@@ -292,7 +320,13 @@ def run_models(
             for name, dataset in datasets.items():
                 try:
                     unit = run_unit(
-                        encoder, dataset, plan, audit=audits.get(name), saved=saved, stages=stages
+                        encoder,
+                        dataset,
+                        plan,
+                        audit=audits.get(name),
+                        saved=saved,
+                        stages=stages,
+                        layers=plan.layers_of(model),
                     )
                 except Exception as exc:
                     if not isinstance(exc, MedprobeError):
