@@ -32,15 +32,17 @@ def test_pixels_pca_is_fitted_on_train_only(tiny):
     assert encoder.fingerprint() != create_encoder("pixels").fingerprint()
 
 
-def test_pixels_streamed_pca_equals_scikit_learn_on_all_images():
+@pytest.mark.parametrize("n", [300, 3200])  # kept and decomposed / past D = 3072: scatter
+def test_pixels_streamed_pca_equals_scikit_learn_on_all_images(n):
     """The fit streams batches (memory D^2 whatever the number of images) and gives
     scikit-learn's full-SVD PCA, signs included."""
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.random((300, 3, 32, 32)).astype(np.float32) ** 2)
-    x[:, 0] += torch.linspace(0, 1, 300)[:, None, None]  # a leading direction
-    encoder = create_encoder("pixels").fit([x[:128], x[128:256], x[256:]])
+    x = torch.from_numpy(rng.random((n, 3, 32, 32)).astype(np.float32) ** 2)
+    x[:, 0] += torch.linspace(0, 1, n)[:, None, None]  # a leading direction
+    encoder = create_encoder("pixels").fit([x[i : i + 512] for i in range(0, n, 512)])
+    assert encoder.n_samples_ == n
     flat = x.flatten(1).numpy().astype(np.float64)
     reference = PCA(n_components=64, svd_solver="full", random_state=0).fit(flat)
     ours, theirs = encoder.encode_images(x[:40]), reference.transform(flat[:40])

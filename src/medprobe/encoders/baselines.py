@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from skimage.color import rgb2gray, rgb2hsv
 from skimage.feature import hog, local_binary_pattern
+from sklearn.decomposition import PCA
 from sklearn.utils.extmath import svd_flip
 
 from medprobe.encoders.base import Encoder
@@ -39,12 +40,14 @@ class PixelEncoder(Encoder):
         self.n_samples_ = 0
 
     def fit(self, batches: torch.Tensor | Iterable[torch.Tensor]) -> Self:
-        """PCA of the training images, streamed: their sum and D x D scatter are accumulated
-        in float64 one batch at a time (about the first batch's mean, against cancellation),
-        then the covariance is eigen-decomposed, with scikit-learn's ``covariance_eigh``
-        method and sign convention. Memory is D^2 (75 MB for 32x32 RGB) whatever the number
-        of images; a whole-matrix SVD held them all and its workspace (+0.5 GB at 4,096)."""
+        """PCA of the training images, streamed with memory bounded by D^2 (75 MB for 32x32
+        RGB) whatever their number. Up to D images are kept and decomposed by scikit-learn's
+        full SVD; past D, their float64 D x D scatter (about the first batch's mean, against
+        cancellation) is accumulated batch by batch and the covariance eigen-decomposed, as
+        scikit-learn's ``covariance_eigh`` solver does, with its sign convention. A
+        whole-matrix SVD of 4,096 images held them all and its workspace (+0.5 GB)."""
         batches = [batches] if isinstance(batches, torch.Tensor) else batches
+        kept: list[np.ndarray] | None = []
         n, shift, total, scatter = 0, None, None, None
         for batch in batches:
             flat = batch.flatten(1).numpy().astype(np.float64)
@@ -54,17 +57,27 @@ class PixelEncoder(Encoder):
             flat -= shift
             n += len(flat)
             total += flat.sum(axis=0)
+            if kept is not None:
+                kept.append(flat)
+                if n <= len(shift):
+                    continue
+                flat, kept = np.concatenate(kept), None  # past D images: the scatter is smaller
             scatter += flat.T @ flat
         if not n:
             raise ValueError("PixelEncoder.fit needs at least one image")
-        offset = total / n
-        covariance = (scatter - n * np.outer(offset, offset)) / max(n - 1, 1)
         # Components near the rank of a small training set are noise that standardising probes
         # would amplify; keep at most half as many components as training images.
-        k = max(1, min(self.n_components, n // 2, len(offset)))
-        _, vectors = np.linalg.eigh(covariance)
-        _, self.components_ = svd_flip(None, vectors[:, ::-1][:, :k].T, u_based_decision=False)
-        self.mean_, self.n_samples_ = shift + offset, n
+        k = max(1, min(self.n_components, n // 2, len(shift)))
+        if kept is not None:
+            pca = PCA(n_components=k, svd_solver="full", random_state=0).fit(np.concatenate(kept))
+            self.components_, self.mean_ = pca.components_, shift + pca.mean_
+        else:
+            offset = total / n
+            covariance = (scatter - n * np.outer(offset, offset)) / max(n - 1, 1)
+            _, vectors = np.linalg.eigh(covariance)
+            _, self.components_ = svd_flip(None, vectors[:, ::-1][:, :k].T, u_based_decision=False)
+            self.mean_ = shift + offset
+        self.n_samples_ = n
         return self
 
     def state(self) -> bytes:
