@@ -98,7 +98,10 @@ def demo(
     out: Annotated[
         Path, typer.Option(help="Folder for results.csv, results.parquet, report.html.")
     ],
-    quick: Annotated[bool, typer.Option(help="Fewer, smaller images (about 30 seconds).")] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(help="Fewer, smaller images, no layer-wise section (about a minute)."),
+    ] = False,
     n: Annotated[
         int | None, typer.Option(help="Images per dataset (default 150, quick 60).")
     ] = None,
@@ -109,7 +112,7 @@ def demo(
 
     images = positive(n if n is not None else (60 if quick else 150), "--n")
     writable_dir(out)
-    outcome, files = run_demo(out, n=images, size=96 if quick else 128, seed=seed)
+    outcome, files = run_demo(out, n=images, size=96 if quick else 128, seed=seed, layers=not quick)
     output.print(summary_table(outcome.results, "linear_probe", "balanced_accuracy"))
     for name, path in files.items():
         output.print(f"wrote {name}: {path}", soft_wrap=True, highlight=False)
