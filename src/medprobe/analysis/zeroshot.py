@@ -9,6 +9,7 @@ import numpy as np
 
 from medprobe.analysis.base import Analyser, analyser
 from medprobe.analysis.scores import classification_scores
+from medprobe.analysis.stats import chunks
 from medprobe.datasets.prompts import fill
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
@@ -51,14 +52,23 @@ class ZeroShot(Analyser):
         if not self.encoder.has_text:
             raise MedprobeError(f"zero-shot needs a text encoder; {self.encoder.name} has none")
         templates = list(self.templates or fs.meta.get("prompts") or ["a photo of {}."])
-        evaluated = fs.split("test") if (fs.splits == "test").any() else fs
+        is_test = fs.splits == "test"
+        rows = np.flatnonzero(is_test) if is_test.any() else np.arange(len(fs))
         self.text_embeddings_ = class_text_embeddings(self.encoder, fs.class_names, templates)
-        self.logits_ = 100.0 * unit_rows(evaluated.features) @ self.text_embeddings_.T
+        # row chunks: a float64 copy of every evaluated image would be N x D x 8 bytes
+        self.logits_ = np.concatenate(
+            [
+                100.0 * unit_rows(fs.features[rows[part]]) @ self.text_embeddings_.T
+                for part in chunks(len(rows))
+            ]
+            or [np.zeros((0, len(fs.class_names)))]
+        )
         shifted = np.exp(self.logits_ - self.logits_.max(axis=1, keepdims=True))
         self.y_score_ = shifted / shifted.sum(axis=1, keepdims=True)
-        self.y_true_ = evaluated.labels
+        self.y_true_ = fs.labels[rows]
         self.y_pred_ = self.logits_.argmax(axis=1)
+        groups = None if fs.groups is None else fs.groups[rows]
         self.scores_ = classification_scores(
-            self.y_true_, self.y_score_, groups=evaluated.groups, confidence=self.confidence
+            self.y_true_, self.y_score_, groups=groups, confidence=self.confidence
         )
         return self
