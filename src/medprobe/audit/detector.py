@@ -265,8 +265,10 @@ class LearnedDetector(TextDetector):
             return False  # a lone number: what speckle and nuclei read as
         if len(chars) >= 2:
             return confidence >= max(needed, self.min_confidence)
-        return (  # a lone marker: a capital letter
+        return (  # a lone marker: a capital letter, not mirrored and turned at once (a
+            # letter-shaped blot of texture has more ways to read as one than a marker has)
             len(chars) == 1
+            and not orientation.startswith("mirrored-")
             and chars[0].isupper()
             and chars[0] not in self.ambiguous
             and confidence >= max(needed, self.min_single_confidence)
