@@ -54,6 +54,7 @@ class CraftDetector(LearnedDetector):
     """CRAFT (character-region awareness) + EasyOCR's ``english_g2`` recogniser."""
 
     name = "easyocr-craft"
+    read_height = 64  # english_g2's input height
 
     text_threshold: float = Field(0.7, ge=0, le=1, description="CRAFT character score")
     low_text: float = Field(0.4, ge=0, le=1, description="CRAFT region score")

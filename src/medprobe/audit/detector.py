@@ -9,15 +9,18 @@ setting) is part of the detections' cache key and of the report.
 The learned detectors (:class:`LearnedDetector`) localise text regions with a scene-text model
 (rotated boxes) at two scales, since a lone letter is often found at one and missed at the
 other, and add the isolated glyphs the model missed (:mod:`medprobe.audit.glyphs`: where a
-laterality marker may stand). Every region is cut out of the full-resolution image and read
-in the orientations a burned-in marker can have: as is, then (when that gives no word) turned
-180 degrees, mirrored (a flipped slice), and turned 90/270 degrees; the surest reading that is
-a word wins and the box says which orientation read it. A reading counts as a word when it is
-confident and has two or more letters/digits, or is one capital letter that is not also the
-shape of a line, ring or hook (``I``, ``O``, ``J``), read with higher confidence, in a region at
-least ``min_single_height`` tall; a number alone needs ``min_digits`` digits (speckle and nuclei
-read as lone digits); an isolated glyph counts only as a capital letter read with
-``min_glyph_confidence``.
+laterality marker may stand). Every region is cut out of the full-resolution image, enlarged
+to the recogniser's input height in the same warp, and read in the orientations a burned-in
+marker can have: as is, then (when that gives no word) turned 180 degrees, mirrored (a flipped
+slice), and turned 90/270 degrees (a short region: also mirrored and turned at once); the
+surest reading that is a word wins and the box says which orientation read it. A region that
+reads as no word in any orientation is localised again close up (``zoom_side``): small stacked
+lines boxed as one region, or a letter boxed with what stands next to it, are found apart.
+A reading counts as a word when it is confident and has two or more letters/digits, or is one
+capital letter that is not also the shape of a line, ring or hook (``I``, ``O``, ``J``), read
+with higher confidence, in a region at least ``min_single_height`` tall; a number alone needs
+``min_digits`` digits (speckle and nuclei read as lone digits); an isolated glyph counts only
+as a capital letter read with ``min_glyph_confidence``.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ GLYPH = (("upright",), ("mirrored", "rot90", "rot270"))
 class LearnedDetector(TextDetector):
     """A scene-text localiser and a recogniser, read in every orientation (module docstring)."""
 
+    #: the height (px) the recogniser reads at: smaller regions are cut out enlarged to it
+    read_height: ClassVar[int]
+
     det_sides: tuple[int, ...] = Field(
         (224, 448),
         min_length=1,
@@ -116,6 +122,13 @@ class LearnedDetector(TextDetector):
         description="fewest digits of a word made of digits alone (dates and ids are longer; "
         "lone digits are what texture reads as: 9 of 13 text-free LC25000 tiles flagged at 1)",
     )
+    zoom_side: int = Field(
+        96,
+        ge=0,
+        description="a region that does not read is localised again enlarged to this shorter "
+        "side (px; 0: never): stacked small lines boxed as one region, or a letter boxed with "
+        "the structure next to it, are then found apart",
+    )
     min_single_height: float = Field(
         0.02, ge=0, le=1, description="smallest region of a one-character word, x the side"
     )
@@ -144,8 +157,59 @@ class LearnedDetector(TextDetector):
                     regions.append((quad, -1.0))
         if not regions:
             return []
-        cut = [_warp(rgb, quad, self.pad) for quad, _ in regions]
-        best: dict[int, tuple[str, float, str]] = {}  # region -> its surest word reading
+        cut = [_warp(rgb, quad, self.pad, self.read_height) for quad, _ in regions]
+        best = self._read_regions(cut, [k >= located for k in range(len(cut))])
+        if self.zoom_side:  # regions that did not read, localised again close up
+            inner = [
+                quad
+                for k in range(located)
+                if k not in best
+                for quad in self._zoom_in(rgb, regions[k][0])
+            ]
+            found = self._read_regions(
+                [_warp(rgb, quad, self.pad, self.read_height) for quad in inner],
+                [False] * len(inner),
+            )
+            for j, reading in found.items():
+                best[len(regions)] = reading
+                regions.append((inner[j], 0.0))
+        side = min(height, width)
+        boxes = []
+        for k, (text, confidence, name) in best.items():
+            extent = min(_sides(regions[k][0]))
+            single = sum(ch.isalnum() for ch in text) == 1
+            if extent <= self.max_height * side and (
+                not single or extent >= self.min_single_height * side
+            ):
+                boxes.append(quad_box(regions[k][0], text, confidence, name))
+        return dedupe(boxes)
+
+    def _zoom_in(self, rgb: np.ndarray, quad: np.ndarray) -> list[np.ndarray]:
+        """Text regions inside ``quad`` (grown by ``pad``), localised on it enlarged so its
+        shorter side is ``zoom_side`` px, that are not ``quad`` itself again."""
+        height, width = rgb.shape[:2]
+        x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+        grow = max(2, round(self.pad * min(x1 - x0, y1 - y0)))
+        x0, y0 = max(0, x0 - grow), max(0, y0 - grow)
+        x1, y1 = min(width, x1 + grow), min(height, y1 + grow)
+        factor = self.zoom_side / max(1, min(x1 - x0, y1 - y0))
+        if factor < 1.5:  # already seen this large
+            return []
+        outer = (*quad.min(axis=0), *quad.max(axis=0))
+        inner = []
+        for found, _ in self.locate(_resize(rgb[y0:y1, x0:x1], factor)):
+            found = found / factor + (x0, y0)
+            if rect_iou((*found.min(axis=0), *found.max(axis=0)), outer) < 0.6:
+                inner.append(found)
+        return inner
+
+    def _read_regions(
+        self, cut: list[np.ndarray], glyph: list[bool]
+    ) -> dict[int, tuple[str, float, str]]:
+        """The surest word reading ``(text, confidence, orientation)`` of each crop that
+        reads as one (``glyph``: an isolated-glyph proposal, read as a marker or not at all)."""
+        best: dict[int, tuple[str, float, str]] = {}
         # Most burned-in text is upright: every region is read that way first, and only the
         # regions that did not read as a word are read in the other orientations.
         for attempt in range(2 if self.orientations else 1):
@@ -153,7 +217,7 @@ class LearnedDetector(TextDetector):
             for k in range(len(cut)):
                 if k in best:
                     continue
-                turns = self._orientations(cut[k])[attempt] if k < located else GLYPH[attempt]
+                turns = GLYPH[attempt] if glyph[k] else self._orientations(cut[k])[attempt]
                 for name in turns:
                     crops.append(np.ascontiguousarray(ORIENTATIONS[name](cut[k])))
                     owners.append(k)
@@ -162,20 +226,11 @@ class LearnedDetector(TextDetector):
                 break
             for k, name, (text, confidence) in zip(owners, names, self.read(crops), strict=True):
                 text = text.strip()
-                if k >= located and not self._is_marker(text, confidence):
+                if glyph[k] and not self._is_marker(text, confidence):
                     continue
                 if self._is_word(text, confidence, name) and confidence > best.get(k, ("", -1))[1]:
                     best[k] = (text, confidence, name)
-        side = min(height, width)
-        boxes = []
-        for k, (text, confidence, name) in best.items():
-            extent = min(cut[k].shape[:2]) / (1 + 2 * self.pad)  # the region's shorter side
-            single = sum(ch.isalnum() for ch in text) == 1
-            if extent <= self.max_height * side and (
-                not single or extent >= self.min_single_height * side
-            ):
-                boxes.append(quad_box(regions[k][0], text, confidence, name))
-        return dedupe(boxes)
+        return best
 
     @staticmethod
     def _orientations(crop: np.ndarray) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -185,9 +240,9 @@ class LearnedDetector(TextDetector):
             return (*TALL[:2], "upright"), (*TALL[2:], "mirrored")
         if ratio < 0.67:
             return WIDE[:1], WIDE[1:]
-        # a lone glyph: flipped, upside down or on its side (mirrored and turned at once is
-        # rare enough not to pay four more readings for)
-        return WIDE[:1], ("mirrored", "rot180", "rot90", "rot270")
+        # a lone glyph or a short word in a square box: any of the other seven views (a
+        # flipped film is also turned on its side)
+        return WIDE[:1], (*WIDE[1:], *TALL)
 
     def _is_marker(self, text: str, confidence: float) -> bool:
         """An isolated glyph counts only as a confidently read capital letter: digits and
@@ -210,8 +265,10 @@ class LearnedDetector(TextDetector):
             return False  # a lone number: what speckle and nuclei read as
         if len(chars) >= 2:
             return confidence >= max(needed, self.min_confidence)
-        return (  # a lone marker: a capital letter
+        return (  # a lone marker: a capital letter, not mirrored and turned at once (a
+            # letter-shaped blot of texture has more ways to read as one than a marker has)
             len(chars) == 1
+            and not orientation.startswith("mirrored-")
             and chars[0].isupper()
             and chars[0] not in self.ambiguous
             and confidence >= max(needed, self.min_single_confidence)
@@ -237,17 +294,30 @@ def _resize(rgb: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA)
 
 
-def _warp(rgb: np.ndarray, quad: np.ndarray, pad: float) -> np.ndarray:
+def _sides(quad: np.ndarray) -> tuple[float, float]:
+    """Width (along the first side) and height of a quad."""
+    width = max(np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[3]))
+    height = max(np.linalg.norm(quad[3] - quad[0]), np.linalg.norm(quad[2] - quad[1]))
+    return float(width), float(height)
+
+
+def _warp(rgb: np.ndarray, quad: np.ndarray, pad: float, least: int = 0) -> np.ndarray:
     """The region ``quad`` cut out upright (its first side horizontal), grown by ``pad`` x its
-    height on every side."""
+    height on every side, and enlarged so its shorter side is at least ``least`` pixels.
+
+    Enlarging in the same (bicubic) warp that cuts the region out interpolates the image once:
+    a 10-pixel glyph resized again by the recogniser reads differently at every sub-pixel
+    shift of its box (an "LT" read at 0.99 from one scale's box and 0.71 from the other's).
+    """
     import cv2
 
     quad = np.asarray(quad, dtype=np.float32)
-    width = max(np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[3]))
-    height = max(np.linalg.norm(quad[3] - quad[0]), np.linalg.norm(quad[2] - quad[1]))
+    width, height = _sides(quad)
     grow = pad * min(width, height)
-    out_w, out_h = max(2, round(width + 2 * grow)), max(2, round(height + 2 * grow))
-    target = np.array(
+    zoom = max(1.0, least / max(1.0, min(width, height) + 2 * grow))
+    out_w = max(2, round((width + 2 * grow) * zoom))
+    out_h = max(2, round((height + 2 * grow) * zoom))
+    target = zoom * np.array(
         [[grow, grow], [grow + width, grow], [grow + width, grow + height], [grow, grow + height]],
         dtype=np.float32,
     )

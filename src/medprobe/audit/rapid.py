@@ -107,6 +107,7 @@ class RapidOCRDetector(LearnedDetector):
     """PP-OCR (rapidocr, ONNX): the default detector."""
 
     name = "rapidocr"
+    read_height = 48  # Rec.rec_img_shape
 
     threshold: float = Field(0.3, ge=0, le=1, description="localiser pixel score (DB)")
     box_threshold: float = Field(0.3, ge=0, le=1, description="localiser region score")
