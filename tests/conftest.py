@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="medprobe-test-hf-")
+# The hub-layout models saved there are real architectures (about 1 GB per test process): a cache
+# left behind by every run filled the CI disk.
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.pop("HF_HUB_CACHE", None)
 # Under pytest-xdist every worker is one process per core: one BLAS/torch thread each, or the
 # workers' thread pools fight over the same cores.
