@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 # No test may reach a model hub: offline mode and a private HF cache, set before any import of
 # huggingface_hub (it reads these variables once, at import).
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -22,8 +24,6 @@ os.environ.pop("HF_HUB_CACHE", None)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = "1"
-
-import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import yaml
 from PIL import Image
 
 from medprobe.analysis import registry, suite
+from medprobe.report import paper_figures
 from medprobe.report.outputs import load_outcome
 from medprobe.study.config import load_config
 from medprobe.study.runner import run_study
@@ -133,6 +135,36 @@ def test_rerun_resumes_without_recomputing(finished, monkeypatch):
     monkeypatch.setattr(PixelEncoder, "encode_images", no_model)
     run_study(config, out, show_progress=False)
     assert len(calls) == 1
+
+
+def test_figures_are_drawn_again_only_when_what_they_show_changes(finished, monkeypatch, tmp_path):
+    _, _, outcome = finished
+    folder = tmp_path / "figures"
+    first = paper_figures.write_figures(outcome, folder)
+    drawn = []
+    real = paper_figures._save
+
+    def counting(fig, where, stem):
+        drawn.append(stem)
+        return real(fig, where, stem)
+
+    monkeypatch.setattr(paper_figures, "_save", counting)
+    rerun = copy.copy(outcome)  # a rerun of the finished study: another run id, same results
+    rerun.results = outcome.results.assign(run_id="another", started_at="later")
+    assert paper_figures.write_figures(rerun, folder) == first and drawn == []
+    # A file changed on disk is not served: everything is drawn again.
+    png = next(p for p in first if p.suffix == ".png")
+    png.write_bytes(b"not the figure")
+    assert paper_figures.write_figures(outcome, folder) == first and drawn
+    assert png.read_bytes().startswith(b"\x89PNG")
+    # Other inputs, other figures; files only the old inputs produced go.
+    drawn.clear()
+    fewer = copy.copy(outcome)
+    fewer.views = [v for v in outcome.views if v.dataset != "busi"]
+    names = {p.name for p in paper_figures.write_figures(fewer, folder)}
+    assert drawn and "embeddings_busi_pca.png" not in names
+    assert not (folder / "embeddings_busi_pca.png").exists()
+    assert (folder / "embeddings_kermany_pca.png").is_file()
 
 
 def test_report_rebuilds_from_stored_results(finished):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +16,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from medprobe._version import __version__
 from medprobe.analysis.outcome import StudyOutcome
+from medprobe.atomic import atomic_write
+from medprobe.fingerprint import fingerprint
 from medprobe.names import slug as safe_name
 from medprobe.report.layers import cka_matrices, depth_curves
 from medprobe.report.selection import KEY_METRICS, displayable, metric_name, select, slug, title
@@ -245,14 +252,74 @@ def layer_figures(results: pd.DataFrame, folder: Path) -> list[Path]:
     return paths
 
 
+#: What the figures were drawn from, and a digest of each file written (``figures/``).
+MANIFEST = "figures.json"
+#: Columns no figure draws: they change with every run, the figures do not.
+RUN_COLUMNS = ("run_id", "started_at")
+#: One function of each other module whose code shapes the figures (their source is hashed).
+DRAWING_HELPERS = (cka_matrices, select, model_styles)
+
+
+def _drawn_from(outcome: StudyOutcome, results: pd.DataFrame) -> str:
+    """Fingerprint of everything the figures depend on: the results and views drawn, the class
+    counts, the drawing code and the libraries' versions."""
+    drawn = results.drop(columns=[c for c in RUN_COLUMNS if c in results])
+    code = sorted({__file__} | {sys.modules[f.__module__].__file__ for f in DRAWING_HELPERS})
+    return fingerprint(
+        drawn.to_csv(index=False).encode(),
+        [asdict(v) for v in outcome.views],
+        outcome.datasets,
+        [__version__, matplotlib.__version__, FORMATS, RC],
+        *(Path(f).read_bytes() for f in code),
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _previous(folder: Path) -> dict:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _still_valid(manifest: dict, key: str, folder: Path) -> list[Path] | None:
+    """The figures of an earlier call drawn from the same inputs, if every file is still the
+    one written then."""
+    files = manifest.get("files", {})
+    if manifest.get("key") != key or not isinstance(files, dict):
+        return None
+    paths = [folder / name for name in files]
+    if all(p.is_file() and _digest(p) == files[p.name] for p in paths):
+        return paths
+    return None
+
+
 def write_figures(outcome: StudyOutcome, folder: Path) -> list[Path]:
-    """Every paper figure of ``outcome`` in ``folder`` (PNG, PDF, SVG each)."""
+    """Every paper figure of ``outcome`` in ``folder`` (PNG, PDF, SVG each).
+
+    Drawing takes seconds per figure (300-dpi PNGs, fonts embedded in PDFs), so figures drawn
+    from identical inputs are not drawn again (a rerun of a finished study); files an earlier
+    call wrote that these inputs no longer produce are removed.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     results = displayable(outcome.results)
-    return (
+    key = _drawn_from(outcome, results)
+    manifest = _previous(folder)
+    kept = _still_valid(manifest, key, folder)
+    if kept is not None:
+        return kept
+    paths = (
         embedding_grids(outcome, folder)
         + paper_metric_bars(results, folder, class_counts(outcome.datasets))
         + similarity_heatmaps(results, folder)
         + domain_summary(results, folder)
         + layer_figures(results, folder)
     )
+    for stale in set(manifest.get("files", {})) - {p.name for p in paths}:
+        (folder / Path(stale).name).unlink(missing_ok=True)
+    record = {"key": key, "files": {p.name: _digest(p) for p in paths}}
+    atomic_write(folder / MANIFEST, lambda h: h.write(json.dumps(record, indent=1).encode()))
+    return paths
