@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -135,6 +136,43 @@ def test_rerun_resumes_without_recomputing(finished, monkeypatch):
     monkeypatch.setattr(PixelEncoder, "encode_images", no_model)
     run_study(config, out, show_progress=False)
     assert len(calls) == 1
+
+
+#: ``medprobe ...`` with a cross-model analysis (it runs on a rerun too) that warns the way
+#: libraries do mid-run (umap's "n_jobs value 1 overridden ...").
+WARNING_CLI = """
+import sys, warnings
+from dataclasses import replace
+from medprobe.analysis import registry, suite
+real = suite.similarity
+def similarity(given):
+    warnings.warn("n_jobs value 1 overridden to 1 by setting random_state", stacklevel=2)
+    return real(given)
+suite.similarity = similarity
+registry._ANALYSES["similarity"] = replace(registry.get_analysis("similarity"))
+from medprobe.cli import app
+app(sys.argv[1:], prog_name="medprobe")
+"""
+
+
+def test_library_warnings_go_to_run_json_not_to_the_terminal(finished, tmp_path):
+    _, out, _ = finished
+    study = yaml.safe_load((out.parent / "study.yaml").read_text())
+    study["models"] = ["pixels", "handcrafted"]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    shutil.copytree(out / "units", tmp_path / "out" / "units")  # a warm rerun
+    rerun = ["run", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "out")]
+    result = subprocess.run(
+        [sys.executable, "-c", WARNING_CLI, *rerun],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "overridden" not in result.stdout + result.stderr
+    logged = json.loads((tmp_path / "out" / "run.json").read_text())["warnings"]
+    assert logged == ["UserWarning: n_jobs value 1 overridden to 1 by setting random_state"]
 
 
 def test_figures_are_drawn_again_only_when_what_they_show_changes(finished, monkeypatch, tmp_path):
