@@ -344,32 +344,47 @@ def extract(
         return described(features, ids, skipped, encoder, dataset, overlay, {})
     entry = store.entry(cache_key(encoder, dataset, overlay, dtype, decode))
     with entry.locked():
-        try:
-            if entry.complete:
-                return _served(entry, encoder, dataset, overlay)
-        except DamagedEntryError as exc:
-            entry.move_aside(str(exc))
-            entry._own_folder()
-        info = {
-            "encoder": encoder.name,
-            "dataset": dataset.name,
-            "dtype": dtype,
-            "meta": _meta(encoder, dataset, overlay),
-        }
-        done = entry.start(info)
-        job = replace(job, shard_size=batch_size * shard_batches)
-        job.fit_encoder()
-        job.run(
-            range(done, len(dataset)), _StoreSink(entry, dtype), progress, show_progress, done=done
-        )
-        entry.finish(dtype, {"medprobe_version": __version__})
-        return _served(entry, encoder, dataset, overlay)
+        loaded = intact(entry)
+        if loaded is None:
+            info = {
+                "encoder": encoder.name,
+                "dataset": dataset.name,
+                "dtype": dtype,
+                "meta": _meta(encoder, dataset, overlay),
+            }
+            done = entry.start(info)
+            job = replace(job, shard_size=batch_size * shard_batches)
+            job.fit_encoder()
+            sink = _StoreSink(entry, dtype)
+            job.run(range(done, len(dataset)), sink, progress, show_progress, done=done)
+            entry.finish(dtype, {"medprobe_version": __version__})
+            loaded = entry.load()
+        return served(entry, loaded, encoder, dataset, overlay)
 
 
-def _served(entry: Entry, encoder: Encoder, dataset: Dataset, overlay) -> FeatureSet:
-    features, ids, skipped = entry.load()
+def intact(entry: Entry) -> tuple[np.ndarray, np.ndarray, list[SkippedRecord]] | None:
+    """The entry's verified ``(features, ids, skipped)`` if it is finished and intact, else
+    None; a damaged entry is moved aside (to be computed again)."""
+    try:
+        if entry.complete:
+            return entry.load()
+    except DamagedEntryError as exc:
+        entry.move_aside(str(exc))
+        entry._own_folder()
+    return None
+
+
+def served(
+    entry: Entry,
+    loaded: tuple[np.ndarray, np.ndarray, list[SkippedRecord]],
+    encoder: Encoder,
+    dataset: Dataset,
+    overlay: ImageOverlay | None,
+    dim: int | None = None,
+) -> FeatureSet:
+    """The FeatureSet of an entry's loaded contents (see :func:`described`)."""
     where = {"cache_key": entry.key, "cache_path": str(entry.path)}
-    return described(features, ids, skipped, encoder, dataset, overlay, where)
+    return described(*loaded, encoder, dataset, overlay, where, dim)
 
 
 def _meta(encoder: Encoder, dataset: Dataset, overlay: ImageOverlay | None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from rich.progress import Progress
 
 from medprobe._version import __version__
-from medprobe.datasets.base import Dataset
+from medprobe.datasets.base import Dataset, SkippedRecord
 from medprobe.encoders.base import Encoder
 from medprobe.encoders.layers import FINAL, LayerSelection, Tap, select_taps
 from medprobe.errors import MedprobeError
@@ -35,9 +35,11 @@ from medprobe.features.extraction import (
     cache_key,
     described,
     extract,
+    intact,
+    served,
 )
 from medprobe.features.featureset import FeatureSet
-from medprobe.features.store import DamagedEntryError, Entry, FeatureStore
+from medprobe.features.store import Entry, FeatureStore
 from medprobe.fingerprint import fingerprint
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -137,7 +139,8 @@ def extract_layers(
     with ExitStack() as locks:
         for name in sorted(entries, key=lambda n: entries[n].key):  # one order: no deadlock
             locks.enter_context(entries[name].locked())
-        missing = [t for t in taps if not _complete(entries[t.name])]
+        loaded = {t.name: intact(entries[t.name]) for t in taps}
+        missing = [t for t in taps if loaded[t.name] is None]
         if missing:
             done = {
                 t.name: entries[t.name].start(_info(encoder, dataset, overlay, t, dtypes[t.name]))
@@ -150,19 +153,21 @@ def extract_layers(
             job.run(range(start, len(dataset)), sink, progress, show_progress, done=start)
             for t in missing:
                 entries[t.name].finish(dtypes[t.name], {"medprobe_version": __version__})
-        return {t.name: _served(entries[t.name], encoder, dataset, overlay, t) for t in taps}
-
-
-def _complete(entry: Entry) -> bool:
-    """Whether the entry is finished and intact (a damaged one is moved aside: recomputed)."""
-    try:
-        if entry.complete:
-            entry.load()
-            return True
-    except DamagedEntryError as exc:
-        entry.move_aside(str(exc))
-        entry._own_folder()
-    return False
+                loaded[t.name] = entries[t.name].load()
+        return {
+            t.name: _tapped(
+                served(
+                    entries[t.name],
+                    loaded[t.name],
+                    encoder,
+                    dataset,
+                    overlay,
+                    None if t.name == FINAL else t.dim,
+                ),
+                t,
+            )
+            for t in taps
+        }
 
 
 def _info(encoder, dataset, overlay, tap: Tap, dtype: str) -> dict[str, Any]:
@@ -182,13 +187,6 @@ def _describe(tap: Tap) -> dict[str, Any]:
 def _tapped(fs: FeatureSet, tap: Tap) -> FeatureSet:
     meta = {**fs.meta, "layer": tap.name, "layer_depth": tap.depth, "layer_pooling": tap.pooling}
     return replace(fs, meta=meta)
-
-
-def _served(entry: Entry, encoder, dataset, overlay, tap: Tap) -> FeatureSet:
-    features, ids, skipped = entry.load()
-    where = {"cache_key": entry.key, "cache_path": str(entry.path)}
-    dim = None if tap.name == FINAL else tap.dim
-    return _tapped(described(features, ids, skipped, encoder, dataset, overlay, where, dim), tap)
 
 
 def _stored(name: str, features: np.ndarray, dtype: str) -> np.ndarray:
@@ -211,8 +209,6 @@ class _TapMemorySink:
         self.parts.append({**part, "features": features})
 
     def result(self, name: str):
-        from medprobe.datasets.base import SkippedRecord
-
         ids = np.concatenate([p["ids"] for p in self.parts])
         skipped = [
             SkippedRecord(str(i), str(r))
@@ -251,9 +247,7 @@ class _TapStoreSink:
             arrays = {
                 "features": _stored(name, part["features"][name][keep], self.dtypes[name]),
                 "ids": part["ids"][keep],
-                "skipped_ids": part["skipped_ids"][bad] if bad.size else part["skipped_ids"],
-                "skipped_reasons": (
-                    part["skipped_reasons"][bad] if bad.size else part["skipped_reasons"]
-                ),
+                "skipped_ids": part["skipped_ids"][bad],
+                "skipped_reasons": part["skipped_reasons"][bad],
             }
             entry.add_shard(max(start, done), stop, arrays)
