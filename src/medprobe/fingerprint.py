@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -20,3 +21,9 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
         digest.update(len(data).to_bytes(8, "little"))  # length prefix: no ambiguous joins
         digest.update(data)
     return digest.hexdigest()[:length]
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in chunks."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -20,9 +20,8 @@ from medprobe.analysis.suite import (
     knn,
     separability,
 )
+from medprobe.encoders.layers import FINAL
 from medprobe.features.featureset import FeatureSet
-
-FINAL = "final"
 
 
 def at_layer(unit: UnitInput, name: str, features: FeatureSet) -> UnitInput:

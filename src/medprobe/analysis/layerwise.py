@@ -34,6 +34,7 @@ from medprobe.analysis.stats import (
     paired_difference,
     stratified_subsample,
 )
+from medprobe.encoders.layers import FINAL
 from medprobe.errors import MedprobeError
 from medprobe.features.featureset import FeatureSet
 
@@ -145,11 +146,11 @@ def best_layer(
     """The layer whose probe scored best in cross-validation on the training images (ties:
     the later layer of ``probes``' order), and its test balanced accuracy minus ``final``'s on
     the same test images (paired, class-balanced; ``groups`` of the test images)."""
-    if "final" not in probes:
+    if FINAL not in probes:
         raise MedprobeError("the best-layer comparison needs the final layer's probe")
     scores = {name: probe_cv_score(p) for name, p in probes.items()}
     best = max(reversed(list(scores)), key=scores.__getitem__)
-    final, chosen = probes["final"], probes[best]
+    final, chosen = probes[FINAL], probes[best]
     if not np.array_equal(final.y_true_, chosen.y_true_):
         raise MedprobeError("layers were scored on different test images")
     correct = [(p.y_pred_ == p.y_true_).astype(np.float64) for p in (chosen, final)]

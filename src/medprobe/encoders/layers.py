@@ -61,7 +61,7 @@ class Tap:
 
     def pool(self, output: Any) -> torch.Tensor:
         """A block's output -> ``[N, dim]`` as the tap declares."""
-        x = output[0] if isinstance(output, tuple | list) else output
+        x = _tensor(output)
         if self.pooling == "gap":
             return x.mean(dim=(2, 3))
         if self.tokens_first:
@@ -69,6 +69,11 @@ class Tap:
         if self.pooling == "cls":  # a copy: a view would keep the block's token map alive
             return x[:, 0].clone()
         return x[:, self.prefix :].mean(dim=1)
+
+
+def _tensor(output: Any) -> torch.Tensor:
+    """A block's output tensor (blocks that return a tuple put it first)."""
+    return output[0] if isinstance(output, tuple | list) else output
 
 
 def final_tap(dim: int) -> Tap:
@@ -214,10 +219,6 @@ def block_taps(blocks: Blocks, shapes: Sequence[torch.Size]) -> list[Tap]:
     return taps
 
 
-def _output_shape(output: Any) -> torch.Size:
-    return (output[0] if isinstance(output, tuple | list) else output).shape
-
-
 @contextmanager
 def capture(
     module: nn.Module, taps: Sequence[Tap], *, shapes: bool = False
@@ -229,7 +230,7 @@ def capture(
 
     def hook(tap: Tap):
         def store(_module, _inputs, output):
-            found[tap.name] = _output_shape(output) if shapes else tap.pool(output)
+            found[tap.name] = _tensor(output).shape if shapes else tap.pool(output)
 
         return store
 

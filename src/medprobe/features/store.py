@@ -42,6 +42,7 @@ from filelock import FileLock, Timeout
 from medprobe.atomic import atomic_write
 from medprobe.datasets.base import SkippedRecord
 from medprobe.errors import MedprobeError
+from medprobe.fingerprint import file_sha256
 from medprobe.progress import console
 
 FORMAT_VERSION = 2
@@ -70,11 +71,6 @@ class DamagedEntryError(MedprobeError):
 _VERIFIED: set[tuple[str, int, int, int, str]] = set()
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _check(path: Path, digest: str) -> None:
     """Raise :class:`DamagedEntryError` unless ``path`` has SHA-256 ``digest`` (memoised per
     process by path, size, mtime and inode: a rewritten file is checked again)."""
@@ -85,7 +81,7 @@ def _check(path: Path, digest: str) -> None:
     memo = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, digest)
     if memo in _VERIFIED:
         return
-    if _sha256(path) != digest:
+    if file_sha256(path) != digest:
         raise DamagedEntryError(f"{path.name} does not match its recorded checksum")
     _VERIFIED.add(memo)
 
@@ -311,7 +307,7 @@ class Entry:
             raise
         manifest = self.manifest()
         manifest["shards"].append(
-            {"start": start, "stop": stop, "file": name, "sha256": _sha256(self.path / name)}
+            {"start": start, "stop": stop, "file": name, "sha256": file_sha256(self.path / name)}
         )
         self._write_manifest(manifest)
 
@@ -360,7 +356,10 @@ class Entry:
                 raise _no_space(exc, self.path) from None
             raise
         manifest = self.manifest()
-        files = {"features.npy": digest.hexdigest(), "index.npz": _sha256(self.path / "index.npz")}
+        files = {
+            "features.npy": digest.hexdigest(),
+            "index.npz": file_sha256(self.path / "index.npz"),
+        }
         manifest.update(
             complete=True,
             n=n,
@@ -477,6 +476,6 @@ class FeatureStore:
             path = entry.path / name
             if not path.is_file():
                 problems.append(f"{name}: missing")
-            elif _sha256(path) != digest:
+            elif file_sha256(path) != digest:
                 problems.append(f"{name}: checksum mismatch (corrupted)")
         return problems

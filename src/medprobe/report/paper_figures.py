@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import asdict
@@ -19,7 +18,7 @@ from matplotlib.lines import Line2D
 from medprobe._version import __version__
 from medprobe.analysis.outcome import StudyOutcome
 from medprobe.atomic import atomic_write
-from medprobe.fingerprint import fingerprint
+from medprobe.fingerprint import file_sha256, fingerprint
 from medprobe.names import slug as safe_name
 from medprobe.report.layers import cka_matrices, depth_curves
 from medprobe.report.selection import KEY_METRICS, displayable, metric_name, select, slug, title
@@ -274,10 +273,6 @@ def _drawn_from(outcome: StudyOutcome, results: pd.DataFrame) -> str:
     )
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _previous(folder: Path) -> dict:
     try:
         return json.loads((folder / MANIFEST).read_text())
@@ -292,7 +287,7 @@ def _still_valid(manifest: dict, key: str, folder: Path) -> list[Path] | None:
     if manifest.get("key") != key or not isinstance(files, dict):
         return None
     paths = [folder / name for name in files]
-    if all(p.is_file() and _digest(p) == files[p.name] for p in paths):
+    if all(p.is_file() and file_sha256(p) == files[p.name] for p in paths):
         return paths
     return None
 
@@ -320,6 +315,6 @@ def write_figures(outcome: StudyOutcome, folder: Path) -> list[Path]:
     )
     for stale in set(manifest.get("files", {})) - {p.name for p in paths}:
         (folder / Path(stale).name).unlink(missing_ok=True)
-    record = {"key": key, "files": {p.name: _digest(p) for p in paths}}
+    record = {"key": key, "files": {p.name: file_sha256(p) for p in paths}}
     atomic_write(folder / MANIFEST, lambda h: h.write(json.dumps(record, indent=1).encode()))
     return paths
