@@ -10,7 +10,9 @@ prompt variants' do), tuned by ``rho``. Printed: the share of 95% intervals that
 population value, for
 
 - a template's balanced accuracy (the percentile bootstrap of ``Resampled``);
-- the mean, SD, min and max over templates (``PromptSensitivity`` spread rows);
+- the mean and SD over templates (``PromptSensitivity`` spread rows), and the min and max: the
+  true balanced accuracy of the template that measured worst / best in that simulated set
+  (what the winner-corrected interval estimates);
 - expert - lay (``paired_bootstrap``, as ``Terminology`` runs it);
 - the text-addressable share (``TextShare``'s ratio interval), with a probe well above chance
   and close to it.
@@ -57,12 +59,16 @@ def simulate(sims: int, n: int, resamples: int, rho: float, seed: int = 0) -> No
     expert, lay = np.array([[0.75, 0.6, 0.7]]), np.array([[0.6, 0.55, 0.6]])
     probes = {"probe far above chance": [0.9, 0.85, 0.9], "probe near chance": [0.5, 0.45, 0.45]}
     zero_shot = np.array([[0.55, 0.5, 0.6]])
+    true_ba = templates.mean(axis=1)
     truth = {
         "template BA": templates[0].mean(),
         **{
-            f"templates {s}": float(f(templates.mean(axis=1)[:, None])[0])
+            f"templates {s}": float(f(true_ba[:, None])[0])
             for s, f in SPREADS.items()
+            if s in ("mean", "sd")
         },
+        "templates min": np.nan,  # the selected template's, per simulated set
+        "templates max": np.nan,
         "expert - lay": expert.mean() - lay.mean(),
         **{
             f"share, {p}": (zero_shot.mean() - chance) / (np.mean(acc) - chance)
@@ -72,8 +78,9 @@ def simulate(sims: int, n: int, resamples: int, rho: float, seed: int = 0) -> No
     hits = {name: [] for name in truth}
     widths = {name: [] for name in truth}
 
-    def record(name: str, low: float, high: float) -> None:
-        hits[name].append(low <= truth[name] <= high)
+    def record(name: str, low: float, high: float, true: float | None = None) -> None:
+        true = truth[name] if true is None else true
+        hits[name].append(low <= true <= high)
         widths[name].append(high - low)
 
     for s in range(sims):
@@ -85,8 +92,11 @@ def simulate(sims: int, n: int, resamples: int, rho: float, seed: int = 0) -> No
         values, samples = np.array(values), np.stack(samples)
         first = boot.estimate(values[0], samples[0])
         record("template BA", first.ci_low, first.ci_high)
+        # min / max: the selected template's true value (it changes from one set to the next)
+        selected = {"min": true_ba[np.argmin(values)], "max": true_ba[np.argmax(values)]}
         for name, est in boot.spreads(values, samples).items():
-            record(f"templates {name.removeprefix('balanced_accuracy_')}", est.ci_low, est.ci_high)
+            spread = name.removeprefix("balanced_accuracy_")
+            record(f"templates {spread}", est.ci_low, est.ci_high, selected.get(spread))
 
         both = correct(rng, labels, np.concatenate([expert, lay]), rho)
         e_pred, l_pred = (predictions(labels, r, k) for r in both)

@@ -320,16 +320,18 @@ def test_warning_rows_for_a_thin_test_split():
 
 
 def test_best_and_worst_template_intervals_cover():
-    """The max / min over 8 prompt templates of their balanced accuracies (text side): the best
-    of several noisy values is optimistic, so the bootstrap of the max itself covered 86.5%;
-    the interval must cover the best / worst template's true balanced accuracy at least 95%
-    of the time (it is conservative by construction) and contain its measured value."""
+    """The max / min over 8 prompt templates of their balanced accuracies (text side): the
+    template that measures best is on average a lucky one, so its measured value is optimistic
+    (here by about 0.04) and the bootstrap of the max covered 86.5%. The winner-corrected
+    interval must cover the selected template's true balanced accuracy 92-98% of the time,
+    contain its own estimate, and the estimate must have lost most of the optimism."""
     rng = np.random.default_rng(0)
     n, k = 150, 3
     labels = np.arange(n) % k
     accuracy = np.clip(0.6 + rng.normal(0, 0.08, (8, 1)) + rng.normal(0, 0.05, (8, k)), 0.05, 1)
-    truth = {"max": accuracy.mean(axis=1).max(), "min": accuracy.mean(axis=1).min()}
+    true = accuracy.mean(axis=1)
     hits = {"max": 0, "min": 0}
+    bias = {"max": [], "min": [], "raw max": [], "raw min": []}
     sims = 300
     for s in range(sims):
         boot = Resampled(labels, 500, 0.95, seed=s)
@@ -341,9 +343,14 @@ def test_best_and_worst_template_intervals_cover():
         ]
         values, samples = np.array([f[0] for f in fits]), np.stack([f[1] for f in fits])
         spreads = boot.spreads(values, samples)
-        for name in hits:
+        for name, pick in (("max", np.argmax), ("min", np.argmin)):
             e = spreads[f"balanced_accuracy_{name}"]
             assert e.ci_low <= e.value <= e.ci_high
-            assert e.value == pytest.approx(getattr(values, name)())
-            hits[name] += e.ci_low <= truth[name] <= e.ci_high
-    assert min(hits.values()) / sims >= 0.95, hits
+            selected = true[pick(values)]
+            hits[name] += e.ci_low <= selected <= e.ci_high
+            bias[name].append(e.value - selected)
+            bias[f"raw {name}"].append(getattr(values, name)() - selected)
+    coverage = {name: hit / sims for name, hit in hits.items()}
+    assert all(0.92 <= c <= 0.98 for c in coverage.values()), coverage
+    for name in hits:  # the measured extreme is optimistic; the estimate mostly is not
+        assert abs(np.mean(bias[name])) < abs(np.mean(bias[f"raw {name}"])) / 3, bias
