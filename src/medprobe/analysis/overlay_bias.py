@@ -110,7 +110,7 @@ def _probe_on_overlaid(probe, clean: FeatureSet, over: FeatureSet) -> tuple[np.n
         ).fit(train.features, train.labels)
         proba = knn.predict_proba(model_input.features)
     over_scores = np.zeros_like(clean_scores)
-    over_scores[:, np.unique(clean.split("train").labels)] = proba
+    over_scores[:, np.unique(clean.labels[clean.splits == "train"])] = proba
     return clean_scores, over_scores
 
 
@@ -268,7 +268,7 @@ def shortcut_reliance(
     present = extract(encoder, make("label"), cache=cache, show_progress=False)
     removed = extract(encoder, make("independent"), cache=cache, show_progress=False)
     probe = LinearProbe(seed=seed).fit(train)
-    y = present.split("test").labels
+    y = present.labels[present.splits == "test"]
     scores = {}
     predictions = {}
     for name, fs in (("present", present), ("removed", removed)):

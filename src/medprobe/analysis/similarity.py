@@ -179,7 +179,7 @@ def _shared_neighbours(
     order = np.array(sorted(common))
     out = []
     for fs, nb in zip(featuresets, found, strict=True):
-        train_ids = fs.split("train").ids
+        train_ids = fs.ids[fs.splits == "train"]  # not fs.split(): that copies the features
         position = {image: i for i, image in enumerate(fs.ids[nb.queries])}
         rows = nb.indices[[position[i] for i in order], :k]
         out.append(np.sort(np.searchsorted(vocabulary, train_ids[rows]), axis=1))
