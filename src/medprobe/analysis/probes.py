@@ -260,7 +260,6 @@ class FewShotProbe(Analyser):
                 f"per class, but the smallest class of {fs.dataset!r} has {smallest}"
             )
         rng = np.random.default_rng(self.seed)
-        x_test = _unit(fs.features, test_rows)
         k_classes = len(fs.class_names)
         blocks = jackknife_blocks(test_labels, test_groups, self.n_blocks, self.seed)
         sets = np.concatenate(
@@ -279,7 +278,10 @@ class FewShotProbe(Analyser):
                 model = LogisticRegression(C=self.C, max_iter=2000)
                 model.fit(_unit(fs.features, train_rows[chosen]), train_labels[chosen])
                 proba = np.zeros((n_test, k_classes))
-                proba[:, model.classes_] = model.predict_proba(x_test)
+                # normalised chunk by chunk: a unit copy of the test images is N x D floats
+                for part in chunks(n_test):
+                    rows = np.ix_(np.arange(part.start, part.stop), model.classes_)
+                    proba[rows] = model.predict_proba(_unit(fs.features, test_rows[part]))
                 for metric, values in set_scores(test_labels, proba, sets).items():
                     per_draw[metric].append(values)
             scores = {
