@@ -20,9 +20,16 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="medprobe-test-hf-")
 atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.pop("HF_HUB_CACHE", None)
 # Under pytest-xdist every worker is one process per core: one BLAS/torch thread each, or the
-# workers' thread pools fight over the same cores.
+# workers' thread pools fight over the same cores; and one joblib process (n_jobs=-1 runs in
+# the worker itself), since the text-leakage permutation test's forests ran 1.7-2.2x slower
+# in loky's worker processes on 2 shared cores than in the test process.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for variable in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "LOKY_MAX_CPU_COUNT",
+    ):
         os.environ[variable] = "1"
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -11,6 +11,9 @@ from PIL import Image, ImageDraw, ImageOps
 
 from medprobe.audit import (
     MarkFinder,
+    TextBox,
+    TextDetections,
+    TextLeakage,
     TextMask,
     audit_text,
     create_detector,
@@ -232,6 +235,37 @@ def test_mask_erases_only_the_detections(cache, detector):
         TextMask(found, "blur")  # type: ignore[arg-type]
 
 
+def test_leakage_fit_is_reused_from_the_cache(tmp_path, monkeypatch):
+    # 30 images, "L" on most of class 0 and "R" on most of class 1
+    labels = np.arange(30) % 2
+    boxes = [
+        [TextBox("LR"[y] if k % 5 else "LR"[1 - y], 0.99, 4, 4, 10, 10)]
+        for k, y in enumerate(labels)
+    ]
+    found = TextDetections(
+        "toy", ["a", "b"], [str(k) for k in range(30)], labels, boxes, [(64, 64)] * 30, {}
+    )
+    # seven forests a fit: what is checked is the round trip, not the statistics
+    quick = {"n_splits": 2, "n_repeats": 1, "n_resamples": 200, "n_permutations": 1}
+    fresh = TextLeakage(**quick).fit(found)
+    first = TextLeakage(**quick).fit(found, tmp_path)
+    with monkeypatch.context() as patch:  # read back, not fitted again: every fitted attribute
+        patch.setattr(TextLeakage, "_fit", lambda *_: pytest.fail("fitted again"))
+        again = TextLeakage(**quick).fit(found, tmp_path)
+    for fit in (first, again):
+        assert fit.scores() == fresh.scores() and fit.flagged_ == fresh.flagged_
+        assert fit.importances_ == fresh.importances_ and list(fit.importances_) == list(
+            fresh.importances_
+        )
+        assert np.array_equal(fit.correct_, fresh.correct_)
+    assert len(list((tmp_path / "text-audit").glob("*.json"))) == 1
+    # other settings or other detections are another fit
+    TextLeakage(**quick, seed=1).fit(found, tmp_path)
+    found.labels = 1 - labels
+    TextLeakage(**quick).fit(found, tmp_path)
+    assert len(list((tmp_path / "text-audit").glob("*.json"))) == 3
+
+
 @pytest.fixture(scope="module")
 def pixels():
     return create_encoder("pixels")
@@ -283,8 +317,6 @@ def test_other_detectors_find_the_same_label(shared_data):
 
 
 def test_captions_name_words_orientations_and_marks():
-    from medprobe.audit import TextBox
-
     boxes = [
         TextBox("L", 0.99, 0, 0, 5, 5, orientation="mirrored"),
         TextBox("DAY 6", 0.98, 0, 9, 20, 5),

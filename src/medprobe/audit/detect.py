@@ -100,7 +100,8 @@ class TextDetections:
         )
 
 
-def _detections_path(cache: Any, key: str) -> Path | None:
+def cache_file(cache: Any, key: str) -> Path | None:
+    """Where the text audit keeps the JSON of ``key`` in ``cache`` (None: no cache)."""
     if cache is None:
         return None
     # a folder, or a FeatureStore (its .root; a Path's own .root is "/")
@@ -126,7 +127,7 @@ def detect_text(
     detector = detector or create_detector()
     settings = detector.describe()  # fails now, in one sentence, if the detector is missing
     key = fingerprint("text-detections", FORMAT_VERSION, dataset.fingerprint(), settings)
-    path = _detections_path(cache, key)
+    path = cache_file(cache, key)
     if path is not None and path.is_file():
         found = TextDetections.from_json(json.loads(path.read_text()))
         # the key is the content; the same images under another name are the same detections

@@ -3,18 +3,27 @@ that sees only the detections."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
 from scipy import stats as sps
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold, permutation_test_score
 
 from medprobe.analysis.stats import Estimate, bootstrap
+from medprobe.atomic import atomic_write
 from medprobe.audit.boxes import TextBox
-from medprobe.audit.detect import TextDetections
+from medprobe.audit.detect import TextDetections, cache_file
 from medprobe.errors import MedprobeError
+from medprobe.fingerprint import fingerprint
+
+#: the layout of a cached leakage fit (:meth:`TextLeakage.fit` with a cache)
+LEAKAGE_FORMAT = 1
 
 BOX_FEATURES = (
     "words",
@@ -135,7 +144,8 @@ class TextLeakage:
 
     Fitted attributes: ``balanced_accuracy_``, ``accuracy_`` (Estimates), ``chance_``,
     ``prior_accuracy_`` (majority-class accuracy), ``p_value_``, ``flagged_``, ``feature_names_``,
-    ``importances_`` (feature -> mean impurity decrease of a forest fit on all images).
+    ``importances_`` (feature -> mean impurity decrease of a forest fit on all images),
+    ``correct_`` (each image's share of the repeats that predicted it right).
     """
 
     def __init__(
@@ -161,7 +171,70 @@ class TextLeakage:
             n_estimators=50, min_samples_leaf=2, class_weight="balanced", random_state=seed
         )
 
-    def fit(self, detections: TextDetections) -> TextLeakage:
+    def settings(self) -> dict[str, Any]:
+        """Every setting that changes the fit (part of its cache key)."""
+        return {
+            "n_splits": self.n_splits,
+            "n_repeats": self.n_repeats,
+            "n_resamples": self.n_resamples,
+            "min_images": self.min_images,
+            "n_permutations": self.n_permutations,
+            "alpha": self.alpha,
+            "seed": self.seed,
+        }
+
+    def fit(self, detections: TextDetections, cache: Any = None) -> TextLeakage:
+        """Fit on ``detections``; with ``cache`` (a folder or a
+        :class:`~medprobe.features.FeatureStore`), reuse the fit of the same detections and
+        settings. The permutation test is most of an audit's time once the detections are
+        cached (about 530 forests whatever the dataset's size), and a study's rerun audits
+        the same detections again."""
+        key = fingerprint(
+            "text-leakage",
+            LEAKAGE_FORMAT,
+            detections.digest(),
+            self.settings(),
+            sklearn.__version__,  # the forests' fits change with it
+        )
+        path = cache_file(cache, key)
+        if path is not None and path.is_file():
+            return self._restore(json.loads(path.read_text()))
+        self._fit(detections)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = json.dumps(self._state()).encode()
+            atomic_write(path, lambda h: h.write(data))
+        return self
+
+    def _state(self) -> dict[str, Any]:
+        """The fitted attributes as JSON."""
+        return {
+            "format": LEAKAGE_FORMAT,
+            "balanced_accuracy": asdict(self.balanced_accuracy_),
+            "accuracy": asdict(self.accuracy_),
+            "chance": self.chance_,
+            "prior_accuracy": self.prior_accuracy_,
+            "p_value": float(self.p_value_),
+            "flagged": self.flagged_,
+            "feature_names": self.feature_names_,
+            "importances": {name: float(v) for name, v in self.importances_.items()},
+            "correct": self.correct_.tolist(),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> TextLeakage:
+        """Set the fitted attributes saved by :meth:`_state`."""
+        self.balanced_accuracy_ = Estimate(**state["balanced_accuracy"])
+        self.accuracy_ = Estimate(**state["accuracy"])
+        self.chance_ = state["chance"]
+        self.prior_accuracy_ = state["prior_accuracy"]
+        self.p_value_ = state["p_value"]
+        self.flagged_ = state["flagged"]
+        self.feature_names_ = state["feature_names"]
+        self.importances_ = state["importances"]
+        self.correct_ = np.asarray(state["correct"], dtype=float)
+        return self
+
+    def _fit(self, detections: TextDetections) -> None:
         y = np.asarray(detections.labels)
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:
@@ -212,7 +285,6 @@ class TextLeakage:
                 key=lambda kv: -kv[1],
             )
         )
-        return self
 
     def scores(self) -> dict[str, Estimate]:
         """Result-table metrics (the prior baselines as exact values)."""

@@ -179,9 +179,10 @@ def audit_text(
 ) -> TextAudit:
     """Audit ``dataset`` for burned-in text and marks (``detector``: default
     :func:`~medprobe.audit.registry.create_detector`'s) and, for each encoder, measure its
-    reliance on them."""
+    reliance on them. ``cache`` (a folder or a :class:`~medprobe.features.FeatureStore`)
+    keeps the detections, the leakage fit and the features, each by content."""
     detections = detect_text(dataset, detector, cache=cache, show_progress=show_progress)
-    leakage = TextLeakage(n_resamples=n_resamples, seed=seed).fit(detections)
+    leakage = TextLeakage(n_resamples=n_resamples, seed=seed).fit(detections, cache)
     audit = TextAudit(
         dataset,
         detections,
