@@ -258,7 +258,13 @@ def test_leakage_fit_is_reused_from_the_cache(tmp_path, monkeypatch):
             fresh.importances_
         )
         assert np.array_equal(fit.correct_, fresh.correct_)
-    assert len(list((tmp_path / "text-audit").glob("*.json"))) == 1
+    [entry] = list((tmp_path / "text-audit").glob("*.json"))
+    # a damaged or foreign entry is not served: fitted again, the same result, rewritten whole
+    whole = entry.read_text()
+    for damage in (whole[:40], whole.replace('"key": "', '"key": "other')):
+        entry.write_text(damage)
+        refitted = TextLeakage(**quick).fit(found, tmp_path)
+        assert refitted.scores() == fresh.scores() and entry.read_text() == whole
     # other settings or other detections are another fit
     TextLeakage(**quick, seed=1).fit(found, tmp_path)
     found.labels = 1 - labels

@@ -198,11 +198,16 @@ class TextLeakage:
         )
         path = cache_file(cache, key)
         if path is not None and path.is_file():
-            return self._restore(json.loads(path.read_text()))
+            try:  # served only if it is whole and is this key's: else fitted again
+                state = json.loads(path.read_text())
+                if state.get("key") == key:
+                    return self._restore(state)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                pass
         self._fit(detections)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = json.dumps(self._state()).encode()
+            data = json.dumps({"key": key, **self._state()}).encode()
             atomic_write(path, lambda h: h.write(data))
         return self
 
