@@ -100,13 +100,37 @@ class TextDetections:
         )
 
 
-def cache_file(cache: Any, key: str) -> Path | None:
-    """Where the text audit keeps the JSON of ``key`` in ``cache`` (None: no cache)."""
+def _cache_file(cache: Any, key: str) -> Path | None:
     if cache is None:
         return None
     # a folder, or a FeatureStore (its .root; a Path's own .root is "/")
     root = Path(cache if isinstance(cache, str | os.PathLike) else cache.root).expanduser()
     return root / "text-audit" / f"{key}.json"
+
+
+def read_cached(cache: Any, key: str) -> dict[str, Any] | None:
+    """The text audit's JSON entry of ``key`` in ``cache`` (a folder or a
+    :class:`~medprobe.features.FeatureStore`), served only if it parses and was written for
+    this key; else None (no cache, no entry, or a damaged or foreign one: computed again)."""
+    path = _cache_file(cache, key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) and state.get("key") == key else None
+
+
+def write_cached(cache: Any, key: str, state: dict[str, Any]) -> None:
+    """Store ``state`` as the entry of ``key`` (atomically, with the key inside, so
+    :func:`read_cached` can tell it is whole and this key's)."""
+    path = _cache_file(cache, key)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"key": key, **state}).encode()
+    atomic_write(path, lambda h: h.write(data))
 
 
 def detect_text(
@@ -127,9 +151,9 @@ def detect_text(
     detector = detector or create_detector()
     settings = detector.describe()  # fails now, in one sentence, if the detector is missing
     key = fingerprint("text-detections", FORMAT_VERSION, dataset.fingerprint(), settings)
-    path = cache_file(cache, key)
-    if path is not None and path.is_file():
-        found = TextDetections.from_json(json.loads(path.read_text()))
+    cached = read_cached(cache, key)
+    if cached is not None:
+        found = TextDetections.from_json(cached)
         # the key is the content; the same images under another name are the same detections
         found.dataset = dataset.name
         return found
@@ -165,8 +189,5 @@ def detect_text(
             if why
         ],
     )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(result.to_json()).encode()
-        atomic_write(path, lambda h: h.write(data))
+    write_cached(cache, key, result.to_json())
     return result

@@ -3,7 +3,6 @@ that sees only the detections."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict
 from typing import Any
@@ -16,9 +15,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold, permutation_test_score
 
 from medprobe.analysis.stats import Estimate, bootstrap
-from medprobe.atomic import atomic_write
 from medprobe.audit.boxes import TextBox
-from medprobe.audit.detect import TextDetections, cache_file
+from medprobe.audit.detect import TextDetections, read_cached, write_cached
 from medprobe.errors import MedprobeError
 from medprobe.fingerprint import fingerprint
 
@@ -196,19 +194,11 @@ class TextLeakage:
             self.settings(),
             sklearn.__version__,  # the forests' fits change with it
         )
-        path = cache_file(cache, key)
-        if path is not None and path.is_file():
-            try:  # served only if it is whole and is this key's: else fitted again
-                state = json.loads(path.read_text())
-                if state.get("key") == key:
-                    return self._restore(state)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
+        state = read_cached(cache, key)
+        if state is not None:
+            return self._restore(state)
         self._fit(detections)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = json.dumps({"key": key, **self._state()}).encode()
-            atomic_write(path, lambda h: h.write(data))
+        write_cached(cache, key, self._state())
         return self
 
     def _state(self) -> dict[str, Any]:
