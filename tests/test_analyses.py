@@ -10,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import special_ortho_group
 from sklearn import metrics as skm
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import Normalizer, StandardScaler
 
 from medprobe.analysis import (
     CrossModel,
@@ -183,6 +186,57 @@ def test_faiss_knn_equals_sklearn():
     assert faiss_neighbours(np.eye(3), np.eye(3), 1)[:, 0].tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize(
+    ("protocol", "classes", "val", "holdout_above"),
+    [
+        ("medprobe", 3, False, 5000),  # stratified k-fold
+        ("medprobe", 2, False, 200),  # one hold-out, ordered last (views)
+        ("medprobe", 3, True, 5000),  # the val split
+        ("clip_benchmark", 2, True, 5000),
+        ("clip_benchmark", 3, False, 5000),
+    ],
+)
+def test_linear_probe_is_scikit_learns_cross_validated_logistic_regression(
+    protocol, classes, val, holdout_above
+):
+    # the bounded-memory sweep fits what make_pipeline(scaler, LogisticRegressionCV) fits:
+    # same folds, class weights, scorer, C chosen and (within lbfgs's tolerance) probabilities
+    rng = np.random.default_rng(classes)
+    n, dim = 600, 24
+    labels = rng.integers(0, classes, n)
+    x = rng.standard_normal((n, dim)) + 0.4 * rng.standard_normal((classes, dim))[labels] + 3
+    splits = np.where(rng.random(n) < 0.3, "test", "train")
+    if val:
+        splits[(splits == "train") & (rng.random(n) < 0.25)] = "val"
+    names = [f"c{i}" for i in range(classes)]
+    ids = np.array([f"i{i}" for i in range(n)])
+    fs = FeatureSet(x.astype(np.float32), labels, ids, splits, names, "g", "gauss")
+    probe = LinearProbe(protocol=protocol, holdout_above=holdout_above).fit(fs)
+    ours = protocol == "medprobe"
+    train = splits != "test"
+    reference = make_pipeline(
+        StandardScaler() if ours else Normalizer(),
+        LogisticRegressionCV(
+            Cs=list(LinearProbe.GRIDS[protocol]),
+            cv=probe._cv(labels[train], splits[train]),
+            scoring="balanced_accuracy" if ours else "accuracy",
+            max_iter=3000,
+            l1_ratios=(0.0,),
+            use_legacy_attributes=False,
+            class_weight="balanced" if ours else None,
+            random_state=0,
+        ),
+    ).fit(fs.features[train], labels[train])
+    assert float(np.ravel(reference[-1].C_)[0]) == probe.C_
+    # lbfgs stops within its tolerance from different warm starts: an image may flip at the
+    # least regularised C, no more
+    fold_scores = np.asarray(reference[-1].scores_)[:, 0, :]
+    assert np.abs(probe.cv_scores_ - fold_scores).max() <= 0.03
+    proba = reference.predict_proba(fs.features[splits == "test"])
+    np.testing.assert_allclose(probe.y_score_, proba, atol=5e-3)
+    np.testing.assert_array_equal(probe.y_true_, labels[splits == "test"])
+
+
 def test_linear_probe_and_few_shot():
     fs = gaussian_fs(3.0, n=300, classes=3)
     lp = LinearProbe().fit(fs)
@@ -197,7 +251,7 @@ def test_linear_probe_and_few_shot():
     np.testing.assert_allclose(
         LinearProbe(protocol="clip_benchmark").fit(rescaled).y_score_, clip.y_score_, atol=1e-6
     )
-    assert clip.model_[-1].class_weight is None and clip.model_[-1].scoring == "accuracy"
+    assert clip.model_[-1].class_weight is None
     assert clip.C_ in LinearProbe.GRIDS["clip_benchmark"]
     few = FewShotProbe(shots=(1, 4, 16), draws=10).fit(fs)
     assert few.scores_[16]["accuracy"].value > few.scores_[1]["accuracy"].value

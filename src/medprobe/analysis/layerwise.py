@@ -132,8 +132,7 @@ class LayerCKA(BaseEstimator):
 def probe_cv_score(probe: LinearProbe) -> float:
     """The fitted probe's best cross-validated (or validation-split) score on the training
     images: the mean over folds at its chosen regularisation."""
-    scores = np.asarray(probe.model_[-1].scores_, dtype=np.float64)  # [folds, l1, Cs]
-    return float(scores.mean(axis=0).max())
+    return float(probe.cv_scores_.mean(axis=0).max())
 
 
 def best_layer(

@@ -8,17 +8,18 @@ few-shot intervals also cover the variation between random draws of the training
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Self
 
 import numpy as np
 from scipy.stats import t
-from sklearn.linear_model import LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import PredefinedSplit, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
 
 from medprobe.analysis import metrics
 from medprobe.analysis.base import Analyser, analyser
@@ -57,11 +58,6 @@ def _train_mask(fs: FeatureSet, train_splits: tuple[str, ...]) -> np.ndarray:
     return train
 
 
-def _train_test(fs: FeatureSet, train_splits: tuple[str, ...]) -> tuple[FeatureSet, FeatureSet]:
-    train = _train_mask(fs, train_splits)
-    return fs.subset(train), fs.split("test")
-
-
 @analyser
 class Scored(Analyser):
     """An analyser that trains on a FeatureSet's training images and scores test images.
@@ -73,29 +69,19 @@ class Scored(Analyser):
 
     train_splits: ClassVar[tuple[str, ...]] = ("train",)
 
-    def _score(self, fs: FeatureSet, train_labels: np.ndarray, test: FeatureSet, proba) -> Self:
-        self.y_score_ = np.zeros((len(test), len(fs.class_names)))
+    def _score(self, fs: FeatureSet, train_labels: np.ndarray, rows: np.ndarray, proba) -> Self:
+        """Scores of the test images at ``rows`` of ``fs``, given their class probabilities
+        ``[len(rows), n_train_classes]`` for the sorted training classes."""
+        self.y_score_ = np.zeros((len(rows), len(fs.class_names)))
         self.y_score_[:, np.unique(train_labels)] = proba
-        self.y_true_ = test.labels
+        self.y_true_ = fs.labels[rows]
         self.y_pred_ = self.y_score_.argmax(axis=1)
-        self.test_ids_ = test.ids
+        self.test_ids_ = fs.ids[rows]
+        groups = None if fs.groups is None else fs.groups[rows]
         self.scores_ = classification_scores(
-            self.y_true_, self.y_score_, groups=test.groups, confidence=self.confidence
+            self.y_true_, self.y_score_, groups=groups, confidence=self.confidence
         )
         return self
-
-
-@analyser
-class Probe(Scored, ABC):
-    """Fit on the training images, score every test image."""
-
-    @abstractmethod
-    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
-        """Class probabilities ``[n_test, n_train_classes]`` for the sorted training classes."""
-
-    def fit(self, fs: FeatureSet) -> Self:
-        train, test = _train_test(fs, self.train_splits)
-        return self._score(fs, train.labels, test, self._fit_predict(train, test))
 
 
 @dataclass(frozen=True)
@@ -172,7 +158,7 @@ class KNNProbe(Scored):
             knn = KNeighborsClassifier(n_neighbors=k, metric=self.metric, algorithm="brute")
             knn.fit(fs.features[train], train_labels)
             proba = knn.predict_proba(fs.features[queries])
-        return self._score(fs, train_labels, fs.subset(queries), proba)
+        return self._score(fs, train_labels, queries, proba)
 
 
 def _unit(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -244,8 +230,6 @@ class FewShotProbe(Analyser):
     C: float = 1.0
 
     def fit(self, fs: FeatureSet) -> Self:
-        from sklearn.linear_model import LogisticRegression
-
         # only the drawn training rows are ever normalised: no copy of the training features
         train_rows = np.flatnonzero(_train_mask(fs, ("train",)))
         train_labels = fs.labels[train_rows]
@@ -348,7 +332,7 @@ def draws_estimate(
 
 
 @analyser
-class LinearProbe(Probe):
+class LinearProbe(Scored):
     """Logistic regression on frozen features, the regularisation chosen on held-out images.
 
     ``protocol="medprobe"`` (default): standardised features, ``class_weight="balanced"`` (a
@@ -361,7 +345,17 @@ class LinearProbe(Probe):
     class weights, the regularisation swept on a validation split (the ``val`` split, else a
     stratified 20% of train) by accuracy -- so numbers can be set beside published tables.
 
-    Either way the model is then refitted on train (+ val) with the chosen ``C``.
+    Either way the model is then refitted on train (+ val) with the chosen ``C``. The sweep is
+    scikit-learn's ``LogisticRegressionCV`` (lbfgs, warm-started from the smaller ``C``, the
+    best summed fold score, its first on ties) written out so that the training images are
+    held once: as one float64 matrix scaled in place, the form lbfgs fits on without copying
+    it, with a single hold-out's images ordered last so that its fits and scores read views
+    (``LogisticRegressionCV`` held a float32 scaled copy, a float64 one and each fold's copy:
+    1.35 GB at 70k x 768). Test images are scored in chunks.
+
+    Fitted attributes besides :class:`Scored`'s: ``model_`` (the scaler and the refitted
+    ``LogisticRegression``, a scikit-learn pipeline), ``C_`` and ``cv_scores_``
+    (``[folds, Cs]``, each fold's score at each ``C``).
     """
 
     train_splits: ClassVar[tuple[str, ...]] = ("train", "val")
@@ -377,36 +371,65 @@ class LinearProbe(Probe):
         "clip_benchmark": tuple(np.logspace(-2, 4, 13).tolist()),
     }
 
-    def _cv(self, train: FeatureSet):
-        if (train.splits == "val").any():
-            return PredefinedSplit(np.where(train.splits == "val", 0, -1))
-        if self.protocol == "clip_benchmark" or len(train) > self.holdout_above:
+    def _cv(self, labels: np.ndarray, splits: np.ndarray):
+        if (splits == "val").any():
+            return PredefinedSplit(np.where(splits == "val", 0, -1))
+        if self.protocol == "clip_benchmark" or len(labels) > self.holdout_above:
             return StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=self.seed)
-        smallest = np.bincount(train.labels)[np.unique(train.labels)].min()
+        smallest = np.bincount(labels)[np.unique(labels)].min()
         return StratifiedKFold(
             max(2, min(self.folds, smallest)), shuffle=True, random_state=self.seed
         )
 
-    def _fit_predict(self, train: FeatureSet, test: FeatureSet) -> np.ndarray:
+    def fit(self, fs: FeatureSet) -> Self:
         if self.protocol not in PROTOCOLS:
             raise MedprobeError(
                 f"linear-probe protocol must be one of {', '.join(PROTOCOLS)}; "
                 f"got {self.protocol!r}"
             )
         ours = self.protocol == "medprobe"
-        model = make_pipeline(
-            StandardScaler() if ours else Normalizer(),
-            LogisticRegressionCV(
-                Cs=list(self.Cs or self.GRIDS[self.protocol]),
-                cv=self._cv(train),
-                scoring="balanced_accuracy" if ours else "accuracy",
-                max_iter=3000,
-                l1_ratios=(0.0,),
-                use_legacy_attributes=False,
-                class_weight="balanced" if ours else None,
-                random_state=self.seed,
-            ),
-        )
-        self.model_ = model.fit(train.features, train.labels)
-        self.C_ = float(np.ravel(model[-1].C_)[0])
-        return model.predict_proba(test.features)
+        rows = np.flatnonzero(_train_mask(fs, self.train_splits))
+        labels = fs.labels[rows]
+        folds = list(self._cv(labels, fs.splits[rows]).split(np.empty((len(rows), 0)), labels))
+        if len(folds) == 1:  # one hold-out: its images last, so fold and refit read views
+            fit_rows, held_out = folds[0]
+            order = np.concatenate([fit_rows, held_out])
+            rows, labels = rows[order], labels[order]
+            folds = [(slice(0, len(fit_rows)), slice(len(fit_rows), None))]
+        x = np.empty((len(rows), fs.dim))
+        for part in chunks(len(rows)):
+            x[part] = fs.features[rows[part]]
+        if ours:
+            scaler = StandardScaler()
+            for part in chunks(len(rows)):  # its one-call fit makes a full-size temporary
+                scaler.partial_fit(x[part])
+        else:
+            scaler = Normalizer().fit(x)
+        scaler.transform(x, copy=False)
+        classes = np.unique(labels)
+        weights = None
+        if ours:
+            balanced = compute_class_weight("balanced", classes=classes, y=labels)
+            weights = dict(zip(classes, balanced, strict=True))
+        scorer = get_scorer("balanced_accuracy" if ours else "accuracy")
+        Cs = list(self.Cs or self.GRIDS[self.protocol])
+
+        def classifier(C: float, **options) -> LogisticRegression:
+            return LogisticRegression(
+                C=C, class_weight=weights, max_iter=3000, random_state=self.seed, **options
+            )
+
+        self.cv_scores_ = np.empty((len(folds), len(Cs)))
+        for f, (fit_rows, held_out) in enumerate(folds):
+            model = classifier(Cs[0], warm_start=True)
+            for j, C in enumerate(Cs):
+                model.set_params(C=C).fit(x[fit_rows], labels[fit_rows])
+                self.cv_scores_[f, j] = scorer(model, x[held_out], labels[held_out])
+        self.C_ = float(Cs[int(np.argmax(self.cv_scores_.sum(axis=0)))])
+        self.model_ = make_pipeline(scaler, classifier(self.C_).fit(x, labels))
+        del x
+        test_rows = np.flatnonzero(fs.splits == "test")
+        proba = np.empty((len(test_rows), len(classes)))
+        for part in chunks(len(test_rows)):
+            proba[part] = self.model_.predict_proba(fs.features[test_rows[part]])
+        return self._score(fs, labels, test_rows, proba)
