@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedKFold, permutation_test_score
 
 from medprobe.audit import (
     MarkFinder,
@@ -235,6 +237,41 @@ def test_mask_erases_only_the_detections(cache, detector):
         TextMask(found, "blur")  # type: ignore[arg-type]
 
 
+def test_permutation_test_stops_early_only_where_nothing_leaks():
+    # the sequential p-value reads scikit-learn's permutation scores (same draws) in order;
+    # small forests: the rule, not the forest, is under test
+    class Quick(TextLeakage):
+        def _forest(self, seed: int) -> RandomForestClassifier:
+            return RandomForestClassifier(n_estimators=5, random_state=seed)
+
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    leaking = np.column_stack([y + rng.normal(0, 0.3, 40), rng.random(40)])
+    noise = rng.random((40, 2))
+    for x in (leaking, noise):
+        leakage = Quick(n_permutations=30, stop_after=3)
+        p, run = leakage._permutation_test(x, y, folds=2)
+        observed, permuted, fixed = permutation_test_score(
+            leakage._forest(0),
+            x,
+            y,
+            cv=StratifiedKFold(2, shuffle=True, random_state=0),
+            n_permutations=30,
+            scoring="balanced_accuracy",
+            random_state=0,
+        )
+        reached = np.cumsum(permuted >= observed)
+        if reached[-1] < 3:  # never stopped: the fixed-size p-value
+            assert x is leaking and run == 30 and p == fixed
+        else:
+            stop = int(np.argmax(reached == 3)) + 1
+            assert x is noise and run == stop < 30 and p == 3 / stop
+    with pytest.raises(MedprobeError, match="stop_after"):
+        TextLeakage(stop_after=0)._fit(
+            TextDetections("t", ["a", "b"], ["0", "1"] * 2, [0, 1] * 2, [[]] * 4, [(8, 8)] * 4, {})
+        )
+
+
 def test_leakage_fit_is_reused_from_the_cache(tmp_path, monkeypatch):
     # 30 images, "L" on most of class 0 and "R" on most of class 1
     labels = np.arange(30) % 2
@@ -254,6 +291,7 @@ def test_leakage_fit_is_reused_from_the_cache(tmp_path, monkeypatch):
         again = TextLeakage(**quick).fit(found, tmp_path)
     for fit in (first, again):
         assert fit.scores() == fresh.scores() and fit.flagged_ == fresh.flagged_
+        assert fit.permutations_ == fresh.permutations_ == 1
         assert fit.importances_ == fresh.importances_ and list(fit.importances_) == list(
             fresh.importances_
         )
@@ -341,7 +379,19 @@ def test_audit_cli_writes_results_and_report(cache, tmp_path):
     write_image_folder(ds, folder)
     out = tmp_path / "out"
     code = main(
-        ["audit", "text", str(folder), "-m", "pixels", "--out", str(out), "--cache", str(cache)]
+        [
+            "audit",
+            "text",
+            str(folder),
+            "-m",
+            "pixels",
+            "--out",
+            str(out),
+            "--cache",
+            str(cache),
+            "--permutations",
+            "20",
+        ]
     )
     assert code == 0
     import pandas as pd
@@ -349,6 +399,8 @@ def test_audit_cli_writes_results_and_report(cache, tmp_path):
     results = pd.read_csv(out / "results.csv")
     assert {"text_audit", "text_reliance"} <= set(results.analysis)
     assert set(results.param_detector.dropna()) == {"rapidocr"}
+    p_value = results[results.metric == "leakage_p_value"].value
+    assert p_value.tolist() == pytest.approx([1 / 21])  # --permutations 20, nothing reached it
     html = (out / "report.html").read_text()
     assert 'id="audit-prevalence"' in html and 'id="audit-leakage"' in html
     assert "images with marks" in html and "rapidocr 3." in html
@@ -358,6 +410,7 @@ def test_audit_cli_writes_results_and_report(cache, tmp_path):
     assert main(["audit", "text", str(folder), "--mask", "blur"]) == 2
     assert main(["audit", "text", str(folder), "--detector", "paddle"]) == 2
     assert main(["audit", "text", str(folder), "--min-confidence", "7"]) == 2
+    assert main(["audit", "text", str(folder), "--permutations", "0"]) == 2
 
 
 def test_study_file_runs_the_text_audit(cache, tmp_path):
@@ -372,7 +425,9 @@ def test_study_file_runs_the_text_audit(cache, tmp_path):
         "    synthetic: {kind: dermoscopy, n: 80, difficulty: hard, text: {mode: label}}\n"
         "analyses: [linear_probe]\n"
         f"cache: {cache}\n"
-        "text_audit: {mask: inpaint, detector: rapidocr, settings: {min_confidence: 0.85}}\n"
+        # 20 permutations: p = 1/21 < 0.05 at the least, and a fifth of the default's forests
+        "text_audit: {mask: inpaint, detector: rapidocr, settings: {min_confidence: 0.85},"
+        " permutations: 20}\n"
     )
     out = tmp_path / "out"
     assert main(["run", str(study), "--out", str(out)]) == 0
@@ -381,6 +436,7 @@ def test_study_file_runs_the_text_audit(cache, tmp_path):
     assert set(audit.encoder) == {"(ocr)"} and set(audit.param_detector) == {"rapidocr"}
     flagged = audit[audit.metric == "leakage_flagged"].value.iloc[0]
     assert flagged == 1
+    assert audit[audit.metric == "leakage_p_value"].value.iloc[0] == pytest.approx(1 / 21)
     reliance = results[results.analysis == "text_reliance"]
     assert set(reliance.param_mask) == {"inpaint"} and set(reliance.encoder) == {"pixels"}
     html = (out / "report.html").read_text()

@@ -838,6 +838,9 @@ def audit_text_command(
     modality: Annotated[str | None, typer.Option(help="e.g. chest x-ray.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Feature store ($MEDPROBE_CACHE).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of splits, probes and bootstraps.")] = 0,
+    permutations: Annotated[
+        int, typer.Option(help="Most label permutations of the leakage test (p >= 1/(n+1)).")
+    ] = 100,
 ) -> None:
     """Find burned-in text and marks, test whether they leak the label, and whether models
     use them."""
@@ -865,6 +868,7 @@ def audit_text_command(
         mask=mask,  # type: ignore[arg-type]
         cache=store,
         seed=seed,
+        permutations=positive(permutations, "--permutations"),
         show_progress=True,
     )
     table = Table(

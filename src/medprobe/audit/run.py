@@ -174,15 +174,19 @@ def audit_text(
     cache: Any = None,
     seed: int = 0,
     n_resamples: int = 1000,
+    permutations: int = 100,
     batch_size: int = 32,
     show_progress: bool = False,
 ) -> TextAudit:
     """Audit ``dataset`` for burned-in text and marks (``detector``: default
     :func:`~medprobe.audit.registry.create_detector`'s) and, for each encoder, measure its
     reliance on them. ``cache`` (a folder or a :class:`~medprobe.features.FeatureStore`)
-    keeps the detections, the leakage fit and the features, each by content."""
+    keeps the detections, the leakage fit and the features, each by content. ``permutations``
+    bounds the leakage's label-permutation test (:class:`~medprobe.audit.leakage.TextLeakage`):
+    its smallest p-value is ``1 / (permutations + 1)``."""
     detections = detect_text(dataset, detector, cache=cache, show_progress=show_progress)
-    leakage = TextLeakage(n_resamples=n_resamples, seed=seed).fit(detections, cache)
+    leakage = TextLeakage(n_resamples=n_resamples, n_permutations=permutations, seed=seed)
+    leakage.fit(detections, cache)
     audit = TextAudit(
         dataset,
         detections,

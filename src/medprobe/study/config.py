@@ -148,12 +148,14 @@ class TextAuditConfig(_Strict):
     and leakage per dataset, and (``reliance``) each model's features with the detected words
     and marks masked. ``detector`` is a registered text detector (``rapidocr``,
     ``easyocr-craft``, ``tesseract``) and ``settings`` its fields, e.g.
-    ``{min_confidence: 0.9, marks: null}``."""
+    ``{min_confidence: 0.9, marks: null}``. ``permutations`` bounds the leakage's
+    label-permutation test: its smallest p-value is ``1 / (permutations + 1)``."""
 
     detector: str = DEFAULT_DETECTOR
     settings: dict[str, Any] = {}
     mask: Literal["fill", "inpaint"] = "fill"
     reliance: bool = True
+    permutations: int = Field(100, gt=0)
 
     @model_validator(mode="after")
     def _detector_exists(self) -> TextAuditConfig:

@@ -269,6 +269,7 @@ def _text_audits(
                 mask=config.mask,
                 cache=plan.store,
                 seed=plan.seed,
+                permutations=config.permutations,
             )
         except MedprobeError as exc:
             rows.append(RowContext(OCR, name, plan.seed).error(f"text audit: {exc}"))
