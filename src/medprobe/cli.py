@@ -108,10 +108,10 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the analyses (bootstrap, probes).")] = 0,
 ) -> None:
     """Run the pipeline end to end on the built-in synthetic testbed (offline)."""
-    from medprobe.demo import run_demo
-
     images = positive(n if n is not None else (60 if quick else 150), "--n")
     writable_dir(out)
+    from medprobe.demo import run_demo  # heavy imports only once the options are sound
+
     outcome, files = run_demo(out, n=images, size=96 if quick else 128, seed=seed, layers=not quick)
     output.print(summary_table(outcome.results, "linear_probe", "balanced_accuracy"))
     for name, path in files.items():
@@ -489,10 +489,10 @@ def synth(
     seed: Annotated[int, typer.Option(help="Seed; (seed, index) determines each image.")] = 0,
 ) -> None:
     """Write the synthetic lesion testbed as an image folder with a manifest."""
+    positive(n, "--n")
     from medprobe.datasets.synthetic import DIFFICULTY, TextNuisance, synthetic, write_image_folder
     from medprobe.progress import progress_bar
 
-    positive(n, "--n")
     choices = {
         "--kind": (kind, ("dermoscopy", "ultrasound")),
         "--difficulty": (difficulty, DIFFICULTY),

@@ -61,8 +61,14 @@ class TextDetector(BaseModel, ABC):
         """The words of an ``[H, W, 3]`` uint8 image."""
 
     def describe(self) -> dict[str, Any]:
-        """Name, versions and every setting: part of the detections' cache key."""
-        return {"detector": self.name, **self.versions(), **self.model_dump(mode="json")}
+        """Name, the code's revision, versions and every setting: part of the detections'
+        cache key."""
+        return {
+            "detector": self.name,
+            "revision": REVISION,
+            **self.versions(),
+            **self.model_dump(mode="json"),
+        }
 
     def detect(self, image: Image.Image) -> list[TextBox]:
         """Words then marks of ``image`` (any mode: 16-bit and float images are rescaled to
@@ -76,6 +82,11 @@ class TextDetector(BaseModel, ABC):
         found = words + (self.marks.find(pixels, words) if self.marks is not None else [])
         return found if scale == 1 else [b.scaled(1 / scale) for b in found]
 
+
+#: the revision of the detection code: part of every detector's identity (the detections'
+#: cache key), raised when a change of the code changes what is found (2: rapidocr reads each
+#: crop as it reads alone)
+REVISION = 2
 
 #: the orientations an isolated glyph is read in: first as is, then flipped or on its side
 GLYPH = (("upright",), ("mirrored", "rot90", "rot270"))
