@@ -827,7 +827,7 @@ def audit_text_command(
     ] = None,
     mask: Annotated[str, typer.Option(help="How text is removed: fill or inpaint.")] = "fill",
     detector: Annotated[
-        str, typer.Option(help="Text detector: rapidocr, easyocr-craft or tesseract.")
+        str, typer.Option(help="Text detector: rapidocr or easyocr-craft.")
     ] = "rapidocr",
     min_confidence: Annotated[
         float | None, typer.Option(help="Recogniser confidence a word needs, 0-1.")

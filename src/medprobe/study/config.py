@@ -147,7 +147,7 @@ class TextAuditConfig(_Strict):
     """``text_audit:`` the burned-in text audit of every dataset: prevalence of words and marks
     and leakage per dataset, and (``reliance``) each model's features with the detected words
     and marks masked. ``detector`` is a registered text detector (``rapidocr``,
-    ``easyocr-craft``, ``tesseract``) and ``settings`` its fields, e.g.
+    ``easyocr-craft``) and ``settings`` its fields, e.g.
     ``{min_confidence: 0.9, marks: null}``. ``permutations`` bounds the leakage's
     label-permutation test: its smallest p-value is ``1 / (permutations + 1)``."""
 
