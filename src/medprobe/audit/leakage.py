@@ -12,6 +12,7 @@ import pandas as pd
 import sklearn
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy import stats as sps
+from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
@@ -130,7 +131,7 @@ def ocr_features(detections: TextDetections, min_images: int = 2) -> tuple[np.nd
     return np.hstack([tokens, boxes]), names
 
 
-class TextLeakage:
+class TextLeakage(BaseEstimator):
     """How well can the label be predicted from the detections (words and marks) alone?
 
     A random forest on :func:`ocr_features` is cross-validated (stratified ``n_splits``-fold,
@@ -177,19 +178,6 @@ class TextLeakage:
             n_estimators=50, min_samples_leaf=2, class_weight="balanced", random_state=seed
         )
 
-    def settings(self) -> dict[str, Any]:
-        """Every setting that changes the fit (part of its cache key)."""
-        return {
-            "n_splits": self.n_splits,
-            "n_repeats": self.n_repeats,
-            "n_resamples": self.n_resamples,
-            "min_images": self.min_images,
-            "n_permutations": self.n_permutations,
-            "stop_after": self.stop_after,
-            "alpha": self.alpha,
-            "seed": self.seed,
-        }
-
     def fit(self, detections: TextDetections, cache: Any = None) -> TextLeakage:
         """Fit on ``detections``; with ``cache`` (a folder or a
         :class:`~medprobe.features.FeatureStore`), reuse the fit of the same detections and
@@ -200,7 +188,7 @@ class TextLeakage:
             "text-leakage",
             LEAKAGE_FORMAT,
             detections.digest(),
-            self.settings(),
+            self.get_params(),  # every setting: a new one cannot miss the key
             sklearn.__version__,  # the forests' fits change with it
         )
         state = read_cached(cache, key)
