@@ -6,8 +6,10 @@
    for the full-size ViT-B/16 architecture and for a small encoder (MobileNetV3-S), on every
    shared set;
 2. speedup over the pipeline peers use (torchvision ImageFolder + DataLoader + the encoder's PIL
-   preprocess), with 0 and with 2 workers, on the same model and files, and the minimum cosine
-   between our features and theirs (the reference PIL preprocess);
+   preprocess + the plain timm model in NCHW under no_grad), with 0 and with 2 workers, on the
+   same weights and files, the peer's model-only rate (the share of the speedup that is our
+   channels-last forward), and the minimum cosine between our features and theirs (the
+   reference PIL preprocess);
 3. warm-cache re-run speedup;
 4. peak RSS of a cached extraction of 2,000 vs 20,000 synthetic images for each baseline
    encoder, and of a 20,000-image WebDataset stream (separate processes).
@@ -35,6 +37,7 @@ from torchvision.datasets import ImageFolder
 
 from medprobe.datasets import manifest, synthetic
 from medprobe.encoders import create_encoder, get_spec
+from medprobe.encoders.timm_loader import build_timm_module
 from medprobe.features import extract
 
 HERE = Path(__file__).resolve().parent
@@ -65,13 +68,15 @@ def build(spec, args):
     return create_encoder(spec, device=args.device, precision=args.precision)
 
 
-def model_only_rate(encoder, n: int, batch_size: int) -> float:
+def model_only_rate(encoder, n: int, batch_size: int, forward=None) -> float:
+    """Images/s of ``forward`` (default: the encoder's own) on pre-made normalised batches."""
+    forward = forward or encoder.encode_images
     size = encoder.spec.preprocessing.image_size
     batch = torch.randint(0, 255, (batch_size, 3, size, size), dtype=torch.uint8)
-    encoder.encode_images(encoder.normalize(batch[:2]))  # warm-up
+    forward(encoder.normalize(batch[:2]))  # warm-up
     start, done = time.perf_counter(), 0
     while done < n:
-        encoder.encode_images(encoder.normalize(batch))
+        forward(encoder.normalize(batch))
         done += batch_size
     if getattr(encoder, "device", torch.device("cpu")).type == "cuda":
         torch.cuda.synchronize()
@@ -84,13 +89,25 @@ def end_to_end(encoder, dataset, batch_size: int, cache=None):
     return len(fs) / (time.perf_counter() - start), fs
 
 
-def peer(encoder, root: Path, batch_size: int, workers: int):
+def peer_forward(spec):
+    """What peers run: the plain timm model (the same seeded weights) in torch's default NCHW
+    layout under ``torch.no_grad``."""
+    model = build_timm_module(spec).eval()
+
+    def forward(images: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return model(images).numpy()
+
+    return forward
+
+
+def peer(encoder, forward, root: Path, batch_size: int, workers: int):
     """What peers do: ImageFolder + DataLoader + the encoder's PIL preprocess per image."""
     folder = ImageFolder(str(root), transform=encoder.preprocess)
     loader = DataLoader(folder, batch_size=batch_size, num_workers=workers)
     start, chunks = time.perf_counter(), []
     for images, _ in loader:
-        chunks.append(encoder.encode_images(images))
+        chunks.append(forward(images))
     features = np.concatenate(chunks)
     paths = [Path(p).relative_to(root).as_posix() for p, _ in folder.samples]
     return len(features) / (time.perf_counter() - start), dict(zip(paths, features, strict=True))
@@ -190,8 +207,15 @@ def main() -> None:
                 f"end-to-end {rate:7.1f}/s efficiency {rate / model_rate:.2f}"
             )
             if spec is SMALL and args.device == "cpu":
+                theirs = peer_forward(spec)
+                theirs_rate = model_only_rate(
+                    encoder, max(64, len(ds) // 2), args.batch_size, theirs
+                )
+                line += f" | peer model-only {theirs_rate:7.1f}/s"
                 for workers in (0, 2):
-                    peer_rate, reference = peer(encoder, args.data / name, args.batch_size, workers)
+                    peer_rate, reference = peer(
+                        encoder, theirs, args.data / name, args.batch_size, workers
+                    )
                     line += f" | peer w={workers} {peer_rate:6.1f}/s x{rate / peer_rate:.2f}"
                 line += f" | min cosine {min_cosine(reference, fs):.6f}"
             print(line, flush=True)

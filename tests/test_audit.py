@@ -333,8 +333,8 @@ def pixels():
 
 def _testbed_audit(mode: str, seed: int, cache, pixels):
     """The audit of 200 hard testbed lesions whose burned-in text is ``mode``, with pixels
-    (20 permutations: p = 1/21 < 0.05 at the least; the default's 100 run on the real COVID
-    images in test_audit_real)."""
+    (20 permutations: p = 1/21 < 0.05 at the least; the default's 100 run on the real
+    LC25000 tiles in test_audit_real, where the sequential test stops early)."""
     ds = synthetic(
         "dermoscopy",
         200,

@@ -60,6 +60,28 @@ def test_a_cached_entry_is_never_reused_across_precisions(tmp_path, monkeypatch)
     assert not np.array_equal(np.asarray(first.features), np.asarray(second.features))
 
 
+def test_conv_nets_run_channels_last_with_the_layout_in_their_identity(monkeypatch):
+    import medprobe.encoders.base as base
+    from medprobe.encoders import get_spec
+
+    spec = get_spec("random-resnet50").model_copy(
+        update={"name": "tiny-mobilenet", "aliases": (), "architecture": "mobilenetv3_small_050"}
+    )
+    encoder = create_encoder(spec)
+    convs = [m for m in encoder.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    seen = []
+    convs[0].register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    batch = encoder.normalize(torch.randint(0, 255, (3, 3, 64, 64), dtype=torch.uint8))
+    ours = encoder.encode_images(batch)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(base, "LAYOUT", torch.contiguous_format)
+    nchw = create_encoder(spec)
+    assert not nchw.module.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert nchw.identity() != encoder.identity()  # other kernels: another cache key
+    np.testing.assert_allclose(ours, nchw.encode_images(batch), rtol=1e-4, atol=1e-5)
+
+
 def test_baselines_compute_in_fp32_only():
     with pytest.raises(MedprobeError, match="pixels computes in fp32 only"):
         create_encoder("pixels", precision="bf16")

@@ -26,6 +26,10 @@ from medprobe.fingerprint import fingerprint
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: The memory layout torch encoders run in (part of their identity: another layout picks other
+#: convolution kernels, whose low bits differ).
+LAYOUT = torch.channels_last
+
 
 def _check_taps(encoder: Encoder, taps: Sequence[Tap]) -> None:
     own = set(encoder.layers())
@@ -196,10 +200,10 @@ class TorchEncoder(Encoder):
         weights: WeightsRef | None = None,
     ) -> None:
         super().__init__(spec, options, weights)
-        module = module.eval().to(self.device, dtype=self.dtype)
-        if self.device.type == "cuda":  # conv nets run faster channels-last on GPU
-            module = module.to(memory_format=torch.channels_last)
-        self._module = module
+        # Channels-last: oneDNN's and cuDNN's fast convolution layout (MobileNetV3 and ResNet-50
+        # forwards 1.5x faster on CPU in fp32, about 5x in bf16/fp16); only 4-D tensors change.
+        self._layout = LAYOUT
+        self._module = module.eval().to(self.device, dtype=self.dtype).to(memory_format=LAYOUT)
         self._taps: tuple[Tap, ...] | None = None
 
     @property
@@ -223,9 +227,7 @@ class TorchEncoder(Encoder):
 
     def _on_device(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, dtype=self.dtype, non_blocking=True)
-        if self.device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
+        return batch.contiguous(memory_format=self._layout)
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), self._autocast():
@@ -256,6 +258,10 @@ class TorchEncoder(Encoder):
             out = self.forward(self._on_device(batch))
         found = {t.name: pooled[t.name].float().cpu().numpy() for t in blocks}
         return {**found, FINAL: out.float().cpu().numpy()}
+
+    def identity(self) -> str:
+        """:meth:`Encoder.identity` plus the memory layout the module runs in."""
+        return fingerprint(super().identity(), str(self._layout))
 
     def text_forward(self, texts: list[str]) -> torch.Tensor:
         """The text-tower call; VLM subclasses implement it."""
