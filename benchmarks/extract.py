@@ -73,7 +73,7 @@ def model_only_rate(encoder, n: int, batch_size: int, forward=None) -> float:
     forward = forward or encoder.encode_images
     size = encoder.spec.preprocessing.image_size
     batch = torch.randint(0, 255, (batch_size, 3, size, size), dtype=torch.uint8)
-    forward(encoder.normalize(batch[:2]))  # warm-up
+    forward(encoder.normalize(batch))  # warm-up: oneDNN builds its kernels per input shape
     start, done = time.perf_counter(), 0
     while done < n:
         forward(encoder.normalize(batch))

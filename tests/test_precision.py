@@ -82,6 +82,24 @@ def test_conv_nets_run_channels_last_with_the_layout_in_their_identity(monkeypat
     np.testing.assert_allclose(ours, nchw.encode_images(batch), rtol=1e-4, atol=1e-5)
 
 
+def test_batches_are_stacked_channels_last_and_normalised_as_the_textbook_says():
+    from medprobe.encoders.transforms import normalize
+    from medprobe.features.extraction import ExtractJob
+
+    encoder = create_encoder(TINY_VIT)
+    ds = synthetic("dermoscopy", 5, size=64)
+    ((_, batch, _),) = ExtractJob(encoder, ds).preprocessed(range(5))
+    assert batch.dtype == torch.uint8 and batch.is_contiguous(memory_format=torch.channels_last)
+    pre = encoder.spec.preprocessing
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (pre.mean, pre.std))
+    ours = normalize(batch, pre)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours, (batch.float() / 255 - mean) / std, rtol=0, atol=1e-6)
+    floats = batch.float()
+    normalize(floats, pre)
+    assert torch.equal(floats, batch.float())  # a float input is not changed in place
+
+
 def test_baselines_compute_in_fp32_only():
     with pytest.raises(MedprobeError, match="pixels computes in fp32 only"):
         create_encoder("pixels", precision="bf16")

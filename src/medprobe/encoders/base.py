@@ -20,15 +20,11 @@ from PIL import Image
 from medprobe.encoders.layers import FINAL, Tap, block_taps, capture, final_tap, find_blocks
 from medprobe.encoders.options import PRECISIONS, BuildOptions, Precision, WeightsRef
 from medprobe.encoders.spec import EncoderSpec
-from medprobe.encoders.transforms import build_geometry, normalize
+from medprobe.encoders.transforms import LAYOUT, build_geometry, normalize
 from medprobe.errors import MedprobeError
 from medprobe.fingerprint import fingerprint
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-#: The memory layout torch encoders run in (part of their identity: another layout picks other
-#: convolution kernels, whose low bits differ).
-LAYOUT = torch.channels_last
 
 
 def _check_taps(encoder: Encoder, taps: Sequence[Tap]) -> None:

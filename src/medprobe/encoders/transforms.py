@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image, ImageOps
@@ -113,8 +113,28 @@ def build_geometry(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     return T.Compose([*first, *geometry, T.ToImage()])
 
 
+#: The memory layout encoders take batches in: channels-last, the layout oneDNN and cuDNN
+#: convolve fastest in (part of a torch encoder's identity: another layout picks other
+#: convolution kernels, whose low bits differ).
+LAYOUT = torch.channels_last
+
+
+def stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """uint8 ``[3, S, S]`` images from :func:`build_geometry` -> one ``[N, 3, S, S]`` batch in
+    :data:`LAYOUT` (torchvision's PIL conversion is already channels-last in memory, so each
+    image is one contiguous copy and the model needs no layout conversion)."""
+    first = images[0]
+    batch = torch.empty((len(images), *first.shape), dtype=first.dtype, memory_format=LAYOUT)
+    for row, image in zip(batch, images, strict=True):
+        row.copy_(image)
+    return batch
+
+
 def normalize(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
-    """uint8 ``[N, 3, S, S]`` -> float32 scaled to [0, 1], minus mean, over std (per channel)."""
+    """uint8 ``[N, 3, S, S]`` -> float32 scaled to [0, 1], minus mean, over std (per channel),
+    in the batch's layout: one conversion and an in-place multiply-subtract (a third of the
+    time of the textbook ``(x / 255 - mean) / std``; within 5e-7 of it)."""
     mean = torch.tensor(pre.mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(pre.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
-    return (batch.to(torch.float32) / 255.0 - mean) / std
+    # copy=True: a float batch (the transformers geometry's) is never changed in place
+    return batch.to(torch.float32, copy=True).mul_(1 / (255.0 * std)).sub_(mean / std)

@@ -28,6 +28,7 @@ from medprobe.datasets.base import Dataset, Record, SkippedRecord
 from medprobe.datasets.splits import stratified_sample
 from medprobe.encoders.base import Encoder
 from medprobe.encoders.layers import Tap
+from medprobe.encoders.transforms import stack
 from medprobe.errors import BadImageError, MedprobeError
 from medprobe.features.featureset import FeatureSet
 from medprobe.features.ray_engine import ray_batches
@@ -182,7 +183,7 @@ class ExtractJob:
                 SkippedRecord(self.dataset.records[i].id, why) for i, t, why in items if t is None
             ]
             good = [(i, t) for i, t, _ in items if t is not None]
-            batch = torch.stack([t for _, t in good]) if good else None
+            batch = stack([t for _, t in good]) if good else None
             yield [i for i, _ in good], batch, bad
 
     def encoded(

@@ -16,6 +16,8 @@ import numpy as np
 
 from medprobe.datasets.base import Dataset, SkippedRecord
 from medprobe.encoders.base import Encoder
+from medprobe.encoders.registry import create_encoder
+from medprobe.encoders.transforms import stack
 from medprobe.errors import BadImageError, MedprobeError
 
 
@@ -24,14 +26,10 @@ class _RayEncoder:
 
     def __init__(self, encoder: Any, dataset: Dataset, overlay: Any) -> None:
         if isinstance(encoder, dict):
-            from medprobe.encoders import create_encoder
-
             encoder = create_encoder(**encoder)
         self.encoder, self.dataset, self.overlay = encoder, dataset, overlay
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         tensors, good, errors = [], [], []
         for index in batch["index"].tolist():
             record = self.dataset.records[index]
@@ -48,7 +46,7 @@ class _RayEncoder:
         dim = self.encoder.spec.embed_dim
         features = np.zeros((len(good), dim), np.float32)
         if tensors:
-            batch_in = self.encoder.normalize(torch.stack(tensors))
+            batch_in = self.encoder.normalize(stack(tensors))
             features[np.array(good)] = self.encoder.encode_images(batch_in)
         return {
             "index": batch["index"],
