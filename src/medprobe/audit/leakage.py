@@ -287,14 +287,16 @@ class TextLeakage(BaseEstimator):
             )
 
         observed = score(y)
-        # the draws of scikit-learn's permutation_test_score with the same seed
+        # the draws of scikit-learn's permutation_test_score with the same seed, drawn a
+        # batch at a time: none is made past the stop
         rng = np.random.RandomState(self.seed)
-        permuted = [y[rng.permutation(len(y))] for _ in range(self.n_permutations)]
         reached = run = 0
         step = effective_n_jobs(-1)  # one permutation per process, so little is wasted
         with Parallel(n_jobs=step) as parallel:
             while run < self.n_permutations:
-                batch = permuted[run : run + step]
+                batch = [
+                    y[rng.permutation(len(y))] for _ in range(min(step, self.n_permutations - run))
+                ]
                 for value in parallel(delayed(score)(labels) for labels in batch):
                     run += 1
                     reached += value >= observed
