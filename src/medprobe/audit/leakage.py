@@ -25,6 +25,9 @@ from medprobe.fingerprint import fingerprint
 #: the layout of a cached leakage fit (:meth:`TextLeakage.fit` with a cache)
 LEAKAGE_FORMAT = 2
 
+#: the default bound of the label-permutation test (its smallest p-value is 1/101)
+PERMUTATIONS = 100
+
 BOX_FEATURES = (
     "words",
     "text_area",
@@ -159,7 +162,7 @@ class TextLeakage(BaseEstimator):
         n_repeats: int = 5,
         n_resamples: int = 1000,
         min_images: int = 2,
-        n_permutations: int = 100,
+        n_permutations: int = PERMUTATIONS,
         stop_after: int = 10,
         alpha: float = 0.05,
         seed: int = 0,

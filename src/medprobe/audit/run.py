@@ -18,7 +18,7 @@ from medprobe.analysis.suite import UnitInput
 from medprobe.audit.boxes import TextBox
 from medprobe.audit.detect import TextDetections, detect_text
 from medprobe.audit.detector import TextDetector
-from medprobe.audit.leakage import TextLeakage, text_prevalence, token_table
+from medprobe.audit.leakage import PERMUTATIONS, TextLeakage, text_prevalence, token_table
 from medprobe.audit.mask import MaskMode
 from medprobe.audit.reliance import text_reliance
 from medprobe.datasets.base import Dataset
@@ -174,7 +174,7 @@ def audit_text(
     cache: Any = None,
     seed: int = 0,
     n_resamples: int = 1000,
-    permutations: int = 100,
+    permutations: int = PERMUTATIONS,
     batch_size: int = 32,
     show_progress: bool = False,
 ) -> TextAudit:

@@ -18,6 +18,7 @@ from pydantic import (
 
 from medprobe.analysis.registry import listed_analyses
 from medprobe.audit.detector import TextDetector
+from medprobe.audit.leakage import PERMUTATIONS
 from medprobe.audit.registry import DEFAULT_DETECTOR, create_detector
 from medprobe.datasets import source_names
 from medprobe.datasets.synthetic import synthetic_config
@@ -155,7 +156,7 @@ class TextAuditConfig(_Strict):
     settings: dict[str, Any] = {}
     mask: Literal["fill", "inpaint"] = "fill"
     reliance: bool = True
-    permutations: int = Field(100, gt=0)
+    permutations: int = Field(PERMUTATIONS, gt=0)
 
     @model_validator(mode="after")
     def _detector_exists(self) -> TextAuditConfig:
